@@ -1,0 +1,80 @@
+"""Clocks: the only place core gets time from.
+
+:class:`SystemClock` reads the real clock.  :class:`FakeClock` stands still until a test advances it, waking
+the sleepers whose time has come, so timers, retries and lease expiry can be tested without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from datetime import datetime, timedelta, timezone
+
+
+class SystemClock:
+    """Real time: ``datetime.now(timezone.utc)``, ``time.monotonic`` and ``asyncio.sleep``."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class FakeClock:
+    """A clock that moves only when :meth:`advance` is called.
+
+    ``sleep`` parks the caller until the clock has been advanced past its wake time.  ``sleep(0)`` yields to
+    the event loop once, like ``asyncio.sleep(0)``.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        if start is None:
+            start = datetime(2030, 1, 1, tzinfo=timezone.utc)
+        if start.tzinfo is None:
+            raise ValueError("FakeClock start must be an aware datetime (use tzinfo=timezone.utc)")
+        self._start = start
+        self._elapsed = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self._elapsed)
+
+    def monotonic(self) -> float:
+        return self._elapsed
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)  # noqa: STENT-CLOCK (the fake clock's own yield)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._seq), future))
+        await future
+
+    @property
+    def sleepers(self) -> int:
+        """How many coroutines are parked in :meth:`sleep`."""
+        return sum(1 for _, _, f in self._sleepers if not f.done())
+
+    def next_wake(self) -> float | None:
+        """Seconds until the earliest sleeper wakes, or ``None`` when nobody sleeps."""
+        live = [t for t, _, f in self._sleepers if not f.done()]
+        return None if not live else max(0.0, min(live) - self._elapsed)
+
+    def advance(self, seconds: float | timedelta) -> None:
+        """Move time forward and wake every sleeper whose time has come."""
+        if isinstance(seconds, timedelta):
+            seconds = seconds.total_seconds()
+        if seconds < 0:
+            raise ValueError("FakeClock cannot go backwards")
+        self._elapsed += seconds
+        while self._sleepers and self._sleepers[0][0] <= self._elapsed:
+            _, _, future = heapq.heappop(self._sleepers)
+            if not future.done():
+                future.set_result(None)

@@ -1,0 +1,5 @@
+"""In-memory adapters: the reference Storage and a process-local Notifier."""
+
+from stent.memory.storage import MemoryStorage
+
+__all__ = ["MemoryStorage"]

@@ -1,0 +1,202 @@
+"""The values that cross the ports: executions, tasks, claims, fences.
+
+All of them are frozen attrs classes.  Payloads (arguments, results, errors) are already-serialized text when
+they reach storage: a storage adapter never interprets them.  Times are aware UTC datetimes handed in by the
+caller's clock; storage never reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+
+
+class ExecutionState(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_EXECUTION
+
+
+_TERMINAL_EXECUTION = frozenset(
+    {ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.TIMED_OUT, ExecutionState.CANCELLED}
+)
+
+
+class TaskState(str, enum.Enum):
+    """Where a task stands.
+
+    ``running`` holds a lease.  ``waiting`` also holds a lease but the task is awaiting steps in memory and uses
+    no concurrency slot (it does not count toward ``max_concurrent``).  ``suspended`` holds no lease: the task was
+    dropped from memory and becomes ``pending`` again when one of the steps it waits on finishes or its wake time
+    comes.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUSPENDED = "suspended"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_TASK
+
+    @property
+    def leased(self) -> bool:
+        return self in (TaskState.RUNNING, TaskState.WAITING)
+
+
+_TERMINAL_TASK = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
+
+
+class TaskKind(str, enum.Enum):
+    """What a task row stands for in its parent's journal."""
+
+    CALL = "call"  # a durable function invocation (the root task is one too)
+    SLEEP = "sleep"  # a durable timer: result holds the recorded wake time
+    SIGNAL = "signal"  # a signal wait: result holds the consumed payload
+
+
+def _tuple_of_str(value: Sequence[str] | None) -> tuple[str, ...]:
+    return tuple(value or ())
+
+
+@attrs.frozen
+class NewTask:
+    """What a caller asks storage to create: a root task or a journaled step."""
+
+    task_id: str
+    function: str
+    args: str
+    queue: str = "default"
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_tuple_of_str)
+    priority: int = 0
+    kind: TaskKind = TaskKind.CALL
+    scheduled_for: datetime | None = None
+    max_attempts: int = 1
+    max_concurrent: int | None = None
+    options: str = "{}"  # serialized per-task options (retry policy and the like), opaque to storage
+    # For SLEEP and SIGNAL steps that are recorded already finished.
+    state: TaskState = TaskState.PENDING
+    result: str | None = None
+
+
+@attrs.frozen
+class NewExecution:
+    execution_id: str
+    root: NewTask
+    deadline: datetime | None = None
+
+
+@attrs.frozen
+class StepKey:
+    """A step's identity: storage creates at most one task per key."""
+
+    parent_task_id: str
+    parent_attempt: int
+    step: int
+
+
+@attrs.frozen
+class Fence:
+    """Proof of ownership that every worker write carries: the task and the token its claim received."""
+
+    task_id: str
+    token: int
+
+
+@attrs.frozen
+class TaskRecord:
+    task_id: str
+    execution_id: str
+    function: str
+    kind: TaskKind
+    state: TaskState
+    queue: str
+    tags: tuple[str, ...]
+    priority: int
+    args: str
+    attempt: int
+    max_attempts: int
+    max_concurrent: int | None
+    options: str
+    scheduled_for: datetime
+    created_at: datetime
+    updated_at: datetime
+    parent_task_id: str | None = None
+    parent_attempt: int | None = None
+    step: int | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    fencing_token: int = 0
+    result: str | None = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def fence(self) -> Fence:
+        return Fence(self.task_id, self.fencing_token)
+
+
+@attrs.frozen
+class ExecutionRecord:
+    execution_id: str
+    root_task_id: str
+    function: str
+    queue: str
+    state: ExecutionState
+    created_at: datetime
+    updated_at: datetime
+    deadline: datetime | None = None
+    result: str | None = None
+    error: str | None = None
+    finished_at: datetime | None = None
+
+
+@attrs.frozen
+class ClaimRequest:
+    """Which tasks a worker may take.
+
+    ``queues`` of ``None`` means every queue.  ``tags`` of ``None`` means every task; otherwise tasks sharing a
+    tag plus untagged tasks.  Only ``functions`` the worker registers are claimed.
+    """
+
+    worker_id: str
+    functions: frozenset[str]
+    limit: int
+    lease_seconds: float
+    queues: frozenset[str] | None = None
+    tags: frozenset[str] | None = None
+
+
+@attrs.frozen
+class TaskFailure:
+    """How a failed attempt ends: retried at ``retry_at`` (a new attempt) or failed for good.
+
+    ``dead_letter`` records the failure in the dead-letter list when it is final.
+    """
+
+    error: str
+    reason: str
+    retry_at: datetime | None = None
+    dead_letter: bool = True
+
+
+@attrs.frozen
+class ExecutionPage:
+    executions: tuple[ExecutionRecord, ...]
+    total: int
