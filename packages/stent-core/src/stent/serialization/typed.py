@@ -7,7 +7,8 @@ than what JSON keeps, and values written by something other than stent.  So ever
 that already has the right type pass through untouched, and only then converts from the plain form.
 
 Conversions are strict where silence would corrupt data: a stored ``"false"`` is not turned into ``True`` for a
-``bool`` field, nor ``1.7`` into ``1`` for an ``int``.
+``bool`` field, nor ``1.7`` into ``1`` for an ``int``, nor ``5`` into ``"5"`` for a ``str``.  Numbers written as
+text (as JSON object keys always are) do convert to ``int`` and ``float``.
 """
 
 from __future__ import annotations
@@ -46,14 +47,16 @@ def restore(converter: cattrs.Converter, value: Any, type_hint: Any) -> Any:
     try:
         return converter.structure(value, type_hint)
     except Exception as exc:
-        if isinstance(exc, cattrs.BaseValidationError):
-            detail = "; ".join(cattrs.transform_error(exc))
-        else:
-            detail = f"{type(exc).__name__}: {exc}"
         raise SerializationError(
             f"stored value of type {type(value).__name__} does not fit the annotation {_hint_name(type_hint)}:"
-            f" {detail}. Did the annotation change since the value was stored?"
+            f" {_describe(exc)}. Did the annotation change since the value was stored?"
         ) from exc
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc))  # one "problem @ $.path" per failure
+    return f"{type(exc).__name__}: {exc}"
 
 
 def make_converter() -> cattrs.Converter:
@@ -88,8 +91,15 @@ def _exact_or_subclass(value: Any, cls: type, plain: type, convert: Callable[[An
     raise _mismatch(value, cls)
 
 
+def _to_int(value: Any) -> int:
+    # Text is accepted because JSON object keys are always text; "1.7" and "abc" still fail.
+    if isinstance(value, str):
+        return int(value)
+    raise _mismatch(value, int)
+
+
 def _to_float(value: Any) -> float:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return float(value)
     raise _mismatch(value, float)
 
@@ -116,7 +126,7 @@ def _to_bytes(value: Any) -> bytes:
 
 
 _SCALAR_HOOKS: dict[type, Callable[[Any, Any], Any]] = {
-    int: lambda v, t: _exact_or_subclass(v, t, int),
+    int: lambda v, t: _exact_or_subclass(v, t, int, _to_int),
     str: lambda v, t: _exact_or_subclass(v, t, str),
     float: lambda v, t: _exact_or_subclass(v, t, float, _to_float),
     bool: lambda v, t: _exact_or_subclass(v, t, bool),
@@ -194,7 +204,7 @@ def _union_factory(hint: Any, converter: cattrs.Converter) -> Callable[[Any, Any
             try:
                 return converter.structure(value, member)
             except Exception as exc:
-                problems.append(f"{_hint_name(member)}: {exc}")
-        raise TypeError(f"{type(value).__name__} fits none of the union's types ({'; '.join(problems)})")
+                problems.append(f"as {_hint_name(member)}, {_describe(exc)}")
+        raise TypeError(f"a {type(value).__name__} fits none of the union's types ({'; '.join(problems)})")
 
     return hook
