@@ -1,0 +1,67 @@
+"""The conformance suite: what every adapter must do, as test classes an adapter's tests subclass.
+
+A storage adapter proves itself by running :class:`StorageConformance` against its backend::
+
+    import pytest
+    from stent.testing.conformance import StorageConformance
+
+    @pytest.fixture
+    async def make_storage(tmp_path):
+        made = []
+
+        async def make(clock):
+            storage = MyStorage(tmp_path / f"db-{len(made)}")
+            await storage.init_db()
+            made.append(storage)
+            return storage
+
+        yield make
+        for storage in made:
+            await storage.close()
+
+    class TestMyStorageConformance(StorageConformance):
+        pass
+
+``make_storage`` is the one fixture an adapter must provide: given a :class:`~stent.clocks.FakeClock`, it returns
+a fresh, isolated, initialised Storage and closes it afterwards.  ``make_peer_storage`` is optional: given a
+storage made by ``make_storage``, it opens another client of the same backend (a second connection), so that
+the concurrency tests contend through the backend's own locking; without it the racers share one instance.
+
+The suite needs pytest and pytest-asyncio.  The classes' names do not start with ``Test``, so pytest collects
+them only where an adapter subclasses them; each area is also a class of its own, to run a part alone.
+"""
+
+from __future__ import annotations
+
+from stent.testing.conformance.storage_claim import ClaimConformance
+from stent.testing.conformance.storage_concurrency import ConcurrencyConformance
+from stent.testing.conformance.storage_create import ExecutionCreationConformance, StepCreationConformance
+from stent.testing.conformance.storage_finish import FinishConformance
+from stent.testing.conformance.storage_leases import FencingConformance, LeaseConformance
+from stent.testing.conformance.storage_reads import ReadConformance
+
+
+class StorageConformance(
+    ExecutionCreationConformance,
+    StepCreationConformance,
+    ClaimConformance,
+    ConcurrencyConformance,
+    LeaseConformance,
+    FencingConformance,
+    FinishConformance,
+    ReadConformance,
+):
+    """Every required behaviour of the Storage port."""
+
+
+__all__ = [
+    "ClaimConformance",
+    "ConcurrencyConformance",
+    "ExecutionCreationConformance",
+    "FencingConformance",
+    "FinishConformance",
+    "LeaseConformance",
+    "ReadConformance",
+    "StepCreationConformance",
+    "StorageConformance",
+]

@@ -1,0 +1,23 @@
+"""stent-sqlite: the Storage port on SQLite (through aiosqlite).
+
+``SQLiteStorage`` is imported lazily so that importing this package (as the plugin host does to register the
+``sqlite://`` scheme) never imports the driver.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stent_sqlite.storage import SQLiteStorage
+
+__version__ = "0.1.0"
+__all__ = ["SQLiteStorage", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SQLiteStorage":
+        from stent_sqlite.storage import SQLiteStorage
+
+        return SQLiteStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

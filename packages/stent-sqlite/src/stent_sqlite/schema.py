@@ -1,0 +1,151 @@
+"""The SQLite schema and its versioned migrations.
+
+Every table is prefixed ``stent_`` so that stent can share a database file with an application.  Times are
+stored as INTEGER microseconds since the Unix epoch (UTC): they compare exactly in SQL and come back as the same
+instant.  Task tags are a JSON array (``'[]'`` when untagged) matched with ``json_each``.
+
+:func:`migrate` is what ``init_db()`` runs.  It takes the write lock first (``BEGIN IMMEDIATE``) and only then
+reads the schema version, so when many workers start at once exactly one applies each migration and the others
+find the work done.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from stent.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+
+@attrs.frozen
+class Migration:
+    """One step from ``version - 1`` to ``version``; its statements run in the migrating transaction."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_V1 = (
+    # Counters shared by every connection; ``fencing_token`` makes tokens unique across all tasks and claims.
+    """CREATE TABLE stent_meta (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    "INSERT INTO stent_meta (name, value) VALUES ('fencing_token', 0)",
+    """CREATE TABLE stent_executions (
+        execution_id TEXT PRIMARY KEY,
+        root_task_id TEXT NOT NULL,
+        function TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        deadline INTEGER,
+        result TEXT,
+        error TEXT,
+        finished_at INTEGER
+    )""",
+    "CREATE INDEX ix_stent_executions_created ON stent_executions (created_at, execution_id)",
+    "CREATE INDEX ix_stent_executions_state ON stent_executions (state, created_at, execution_id)",
+    # ``seq`` (the rowid) is the insertion order an execution's tasks are listed in; an explicit INTEGER
+    # PRIMARY KEY keeps it stable across VACUUM.
+    """CREATE TABLE stent_tasks (
+        seq INTEGER PRIMARY KEY,
+        task_id TEXT NOT NULL UNIQUE,
+        execution_id TEXT NOT NULL,
+        function TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        args TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        max_concurrent INTEGER,
+        options TEXT NOT NULL,
+        scheduled_for INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        parent_task_id TEXT,
+        parent_attempt INTEGER,
+        step INTEGER,
+        lease_owner TEXT,
+        lease_expires_at INTEGER,
+        fencing_token INTEGER NOT NULL DEFAULT 0,
+        result TEXT,
+        error TEXT,
+        started_at INTEGER,
+        finished_at INTEGER
+    )""",
+    # A step's identity; root tasks have NULL parents, which a UNIQUE index treats as distinct.
+    "CREATE UNIQUE INDEX ux_stent_tasks_step ON stent_tasks (parent_task_id, parent_attempt, step)",
+    "CREATE INDEX ix_stent_tasks_execution ON stent_tasks (execution_id)",
+    # The claim: pending tasks by queue and due time (and queue_depth by state and queue).
+    "CREATE INDEX ix_stent_tasks_ready ON stent_tasks (state, queue, scheduled_for, priority)",
+    # The claim's other half: leased tasks whose lease ran out.  Partial, so only leased rows are indexed.
+    """CREATE INDEX ix_stent_tasks_lease ON stent_tasks (lease_expires_at)
+        WHERE state IN ('running', 'waiting')""",
+    # max_concurrent counts running tasks per function; only limited functions' running rows are indexed.
+    """CREATE INDEX ix_stent_tasks_limited ON stent_tasks (function)
+        WHERE state = 'running' AND max_concurrent IS NOT NULL""",
+    """CREATE TABLE stent_dead_letters (
+        task_id TEXT PRIMARY KEY,
+        execution_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        error TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    )""",
+    "CREATE INDEX ix_stent_dead_letters_created ON stent_dead_letters (created_at)",
+)
+
+#: Every migration, in order; a database at version N has had 1..N applied.
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "executions, tasks, steps and dead letters", _V1),)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+_VERSION_TABLE = """CREATE TABLE IF NOT EXISTS stent_schema_version (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL
+)"""
+
+
+async def current_version(conn: aiosqlite.Connection) -> int:
+    """The schema version recorded in the database, 0 when none was."""
+    rows = list(await conn.execute_fetchall("SELECT max(version) FROM stent_schema_version"))
+    return int(rows[0][0] or 0)
+
+
+async def migrate(conn: aiosqlite.Connection, path: str) -> int:
+    """Bring the schema to :data:`LATEST_VERSION` in one transaction; returns how many migrations ran.
+
+    The connection must be in autocommit mode (``isolation_level=None``) and not inside a transaction.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await conn.execute(_VERSION_TABLE)
+        # Read inside the write transaction: a worker that started at the same moment may have migrated already.
+        version = await current_version(conn)
+        if version > LATEST_VERSION:
+            raise ConfigurationError(
+                f"the stent database {path!r} has schema version {version}, newer than this stent-sqlite"
+                f" supports ({LATEST_VERSION}); upgrade stent-sqlite on this host"
+            )
+        pending = [m for m in MIGRATIONS if m.version > version]
+        for migration in pending:
+            for statement in migration.statements:
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO stent_schema_version (version, description) VALUES (?, ?)",
+                (migration.version, migration.description),
+            )
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.rollback()
+        raise
+    return len(pending)
