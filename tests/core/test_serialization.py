@@ -390,7 +390,7 @@ def test_unserializable_value_error_says_its_type_and_where_it_is() -> None:
     """The error names the type and the path to the value inside its containers."""
     with pytest.raises(UnencodableValueError) as caught:
         _json().dumps(
-            {"a": [1, Order(uuid.uuid4(), dt.datetime(2030, 1, 1), [], Decimal(0), note=threading.Lock())]}
+            {"a": [1, Order(uuid.uuid4(), dt.datetime(2030, 1, 1), [], Decimal(0), note=threading.Lock())]}  # type: ignore[arg-type]
         )
     assert caught.value.value_type is type(threading.Lock())
     assert caught.value.location == "$['a'][1]._note"

@@ -80,6 +80,8 @@ def to_timedelta(value: object, *, allow_zero: bool = False, name: str = "durati
 
 
 def _parse_text(text: str, name: str) -> float:
+    if not text.strip():
+        raise _error(name, text, "it is empty")
     bare = _BARE_NUMBER.fullmatch(text)
     if bare:
         return float(bare.group(1))
@@ -91,7 +93,7 @@ def _parse_text(text: str, name: str) -> float:
     while position < len(text):
         part = _PART.match(text, position)
         if part is None:
-            raise _error(name, text, f"cannot read {text[position:].strip()!r}")
+            raise _error(name, text, f"cannot read {text[position:].strip()!r:.40}")
         number, unit = part.group(1), part.group(2)
         if unit in seen:
             raise _error(name, text, f"the unit {unit!r} appears twice")
@@ -100,8 +102,6 @@ def _parse_text(text: str, name: str) -> float:
         seen.append(unit)
         total += float(number) * UNIT_SECONDS[unit]
         position = part.end()
-    if not seen:
-        raise _error(name, text, "it is empty")
     return total
 
 
