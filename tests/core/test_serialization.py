@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc as cabc
 import dataclasses
 import datetime as dt
 import enum
@@ -116,6 +117,13 @@ class LockedResource(Exception):
     def __init__(self, name: str, lock: Any) -> None:
         super().__init__(f"{name} is locked")
         self.lock = lock
+
+
+_T = typing.TypeVar("_T")
+
+
+class _NotRuntimeProtocol(typing.Protocol):
+    def method(self) -> int: ...
 
 
 def _display_name(module: str, qualname: str) -> str:
@@ -319,6 +327,13 @@ def test_annotation_restores_unimportable_class_from_its_stored_fields() -> None
         pytest.param(Decimal("2.50"), Decimal, id="decimal"),
         pytest.param([b"x"], list[bytes], id="bytes"),
         pytest.param({"k": [1, 2]}, Any, id="any"),
+        pytest.param([1, 2], cabc.Sequence[int], id="abstract-sequence-keeps-list"),
+        pytest.param((1, 2), cabc.Sequence[int], id="abstract-sequence-keeps-tuple"),
+        pytest.param({"a": Item("x")}, cabc.Mapping[str, Item], id="abstract-mapping"),
+        pytest.param({1, 2}, cabc.Set[int], id="abstract-set"),
+        pytest.param([Item("a")], list[_T], id="type-variable"),  # type: ignore[valid-type]
+        pytest.param(Item("a"), Optional[_T], id="optional-type-variable"),  # noqa: UP045
+        pytest.param({"a": 1}, _NotRuntimeProtocol, id="protocol-cannot-be-checked"),
     ],
 )
 def test_annotation_keeps_values_that_already_have_the_type(value: Any, hint: Any) -> None:
@@ -346,6 +361,8 @@ def test_annotation_keeps_values_that_already_have_the_type(value: Any, hint: An
         ),
         pytest.param('"1.10"', Decimal, Decimal("1.10"), id="decimal-from-text"),
         pytest.param('{"1":"a"}', dict[int, str], {1: "a"}, id="dict-int-keys-from-json"),
+        pytest.param('{"1":"a"}', cabc.Mapping[int, str], {1: "a"}, id="abstract-mapping-int-keys"),
+        pytest.param('[{"sku":"a"}]', cabc.Sequence[Item], [Item("a")], id="abstract-sequence-of-objects"),
         pytest.param("[1,2]", tuple[int, ...], (1, 2), id="tuple-from-list"),
         pytest.param("[1,2]", frozenset[int], frozenset({1, 2}), id="frozenset-from-list"),
         pytest.param("null", type(None), None, id="none-type"),

@@ -65,6 +65,7 @@ def make_converter() -> cattrs.Converter:
     for cls, hook in _SCALAR_HOOKS.items():
         converter.register_structure_hook(cls, hook)
     # Predicate hooks registered later are consulted first, so these take precedence over cattrs' own.
+    converter.register_structure_hook_factory(_is_abstract_collection, _abstract_collection_factory)
     converter.register_structure_hook_factory(_is_object_type, _object_factory)
     converter.register_structure_hook_factory(_is_union, _union_factory)
     return converter
@@ -148,11 +149,50 @@ def _structure_none(value: Any) -> None:
 
 
 def _fallback_factory(hint: Any) -> Callable[[Any, Any], Any]:
-    # A class cattrs knows nothing about: accept an instance of it (the tags already rebuilt it), refuse the rest.
+    """Hook for an annotation cattrs knows nothing about.
+
+    An instance of a plain class passes (the tags already rebuilt it) and anything else is refused.  Annotations
+    that cannot be checked at run time (type variables, non-runtime protocols, special forms) let the value
+    through as loaded: a hint only helps, and must never make a good value unreadable.
+    """
+
     def hook(value: Any, _: Any) -> Any:
-        if isinstance(hint, type) and isinstance(value, hint):
+        if not isinstance(hint, type):
+            return value
+        try:
+            fits = isinstance(value, hint)
+        except TypeError:
+            return value
+        if fits:
             return value
         raise TypeError(f"no way to restore a {type(value).__name__} to {_hint_name(hint)}")
+
+    return hook
+
+
+_CONCRETE_COLLECTIONS = (list, tuple, set, frozenset, dict)
+
+
+def _is_abstract_collection(hint: Any) -> bool:
+    cls = _origin(hint)
+    return isinstance(cls, type) and cls.__module__ == "collections.abc"
+
+
+def _abstract_collection_factory(hint: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    # Sequence[int], Mapping[str, X], Iterable[X]...: keep the stored container's own type (cattrs would turn a
+    # list annotated Sequence into a tuple) and restore its elements with the annotation's arguments.
+    cls, args = _origin(hint), typing.get_args(hint)
+
+    def hook(value: Any, _: Any) -> Any:
+        concrete = type(value)
+        if concrete not in _CONCRETE_COLLECTIONS or not isinstance(value, cls):
+            return _fallback_factory(cls)(value, cls)
+        if not args:
+            return value
+        if concrete is tuple and len(args) != 1:
+            return value  # Mapping-like arguments say nothing about a tuple's elements
+        target: Any = tuple.__class_getitem__((args[0], ...)) if concrete is tuple else concrete[args]  # type: ignore[index]
+        return converter.structure(value, target)
 
     return hook
 
