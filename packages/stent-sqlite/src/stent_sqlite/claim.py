@@ -40,15 +40,22 @@ def candidate_sql(by_queue: bool, by_tags: bool) -> str:
     filters.append("(t.max_concurrent IS NULL OR coalesce(r.n, 0) - (t.state = 'running') < t.max_concurrent)")
     where = " AND ".join(filters)
     columns = ", ".join(f"t.{c}" for c in TASK_COLUMNS)
-    head = f"SELECT {columns}, coalesce(r.n, 0) FROM stent_tasks AS t LEFT JOIN running AS r ON r.function = t.function"
+    pending_index = "ix_stent_tasks_ready" if by_queue else "ix_stent_tasks_due"
+
+    def arm(index: str, due: str) -> str:
+        return (
+            f"SELECT {columns}, coalesce(r.n, 0) FROM stent_tasks AS t INDEXED BY {index}"
+            f" LEFT JOIN running AS r ON r.function = t.function WHERE {due} AND {where}"
+        )
+
     return (
         "WITH running(function, n) AS ("
-        " SELECT function, count(*) FROM stent_tasks"
-        " WHERE state = 'running' AND max_concurrent IS NOT NULL GROUP BY function)"
-        f" {head} WHERE t.state = 'pending' AND t.scheduled_for <= :now AND {where}"
-        " UNION ALL"
-        f" {head} WHERE t.state IN ('running', 'waiting') AND t.lease_expires_at <= :now AND {where}"
-        " ORDER BY priority DESC, scheduled_for, created_at, task_id LIMIT :chunk"
+        " SELECT function, count(*) FROM stent_tasks INDEXED BY ix_stent_tasks_limited"
+        " WHERE state = 'running' AND max_concurrent IS NOT NULL GROUP BY function) "
+        + arm(pending_index, "t.state = 'pending' AND t.scheduled_for <= :now")
+        + " UNION ALL "
+        + arm("ix_stent_tasks_lease", "t.state IN ('running', 'waiting') AND t.lease_expires_at <= :now")
+        + " ORDER BY priority DESC, scheduled_for, created_at, task_id LIMIT :chunk"
     )
 
 

@@ -155,8 +155,10 @@ class Database:
         async with self._lock:
             with translated(self.path):
                 conn = await self._open()
-                await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
+                    # BEGIN is inside the try: a cancellation while it waits for the lock must still roll back
+                    # the transaction it opens in the driver's thread a moment later.
+                    await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                     yield conn
                     await conn.execute("COMMIT")
                 except BaseException:

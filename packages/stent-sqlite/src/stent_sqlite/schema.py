@@ -86,9 +86,11 @@ _V1 = (
     # A step's identity; root tasks have NULL parents, which a UNIQUE index treats as distinct.
     "CREATE UNIQUE INDEX ux_stent_tasks_step ON stent_tasks (parent_task_id, parent_attempt, step)",
     "CREATE INDEX ix_stent_tasks_execution ON stent_tasks (execution_id)",
-    # The claim: pending tasks by queue and due time (and queue_depth by state and queue).
+    # The claim names its index for each part (INDEXED BY), so plans do not hinge on statistics: due pending
+    # tasks of given queues (also queue_depth), due pending tasks of any queue, leased tasks whose lease ran
+    # out.  The partial indexes hold only the rows they serve, so they stay small.
     "CREATE INDEX ix_stent_tasks_ready ON stent_tasks (state, queue, scheduled_for, priority)",
-    # The claim's other half: leased tasks whose lease ran out.  Partial, so only leased rows are indexed.
+    "CREATE INDEX ix_stent_tasks_due ON stent_tasks (scheduled_for, queue) WHERE state = 'pending'",
     """CREATE INDEX ix_stent_tasks_lease ON stent_tasks (lease_expires_at)
         WHERE state IN ('running', 'waiting')""",
     # max_concurrent counts running tasks per function; only limited functions' running rows are indexed.
@@ -126,8 +128,8 @@ async def migrate(conn: aiosqlite.Connection, path: str) -> int:
 
     The connection must be in autocommit mode (``isolation_level=None``) and not inside a transaction.
     """
-    await conn.execute("BEGIN IMMEDIATE")
     try:
+        await conn.execute("BEGIN IMMEDIATE")  # inside the try, so a cancelled wait still rolls back
         await conn.execute(_VERSION_TABLE)
         # Read inside the write transaction: a worker that started at the same moment may have migrated already.
         version = await current_version(conn)

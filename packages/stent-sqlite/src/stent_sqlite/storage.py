@@ -271,10 +271,12 @@ class SQLiteStorage:
         if not fences:
             return set()
         lease_until = now + timedelta(seconds=lease_seconds)
-        # One statement: SQLite runs it atomically without an explicit transaction.
+        # One statement: SQLite runs it atomically without an explicit transaction.  ``+state`` keeps the
+        # planner on the task_id index (one probe per fence) rather than walking every leased task.
         rows = await self._db.fetchall(
             "UPDATE stent_tasks SET lease_expires_at = ?, updated_at = ?"
-            f" WHERE {_LEASED} AND task_id IN (SELECT json_extract(value, '$[0]') FROM json_each(?3))"
+            " WHERE +state IN ('running', 'waiting')"
+            " AND task_id IN (SELECT json_extract(value, '$[0]') FROM json_each(?3))"
             " AND (task_id, fencing_token) IN"
             " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?3))"
             " RETURNING task_id",
