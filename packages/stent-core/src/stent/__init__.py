@@ -1,0 +1,63 @@
+"""stent: durable functions for Python asyncio.
+
+Decorate async functions with ``@Stent.durable``; awaiting one from another records a step in a journal kept by
+a storage backend, so the whole call tree survives crashes, restarts and deploys.
+"""
+
+from stent.engine.context import current_task
+from stent.engine.durable import DurableFunction, durable
+from stent.errors import (
+    BackendNotInstalled,
+    ConfigurationError,
+    ExecutionFailed,
+    ExecutionNotFound,
+    ExecutionTimeout,
+    LeaseLost,
+    NonDeterminismError,
+    PluginError,
+    RemoteError,
+    SerializationError,
+    StentError,
+    StorageCorrupt,
+    StorageUnavailable,
+    UnregisteredFunctionError,
+)
+from stent.executor import ExecutionStatus, Stent
+from stent.logs import install_structured_logging
+from stent.model import ExecutionState, TaskState
+from stent.result import Error, Ok, Result
+from stent.worker.lifecycle import WorkerLifecycle
+from stent.worker.machine import LifecycleState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendNotInstalled",
+    "ConfigurationError",
+    "DurableFunction",
+    "Error",
+    "ExecutionFailed",
+    "ExecutionNotFound",
+    "ExecutionState",
+    "ExecutionStatus",
+    "ExecutionTimeout",
+    "LeaseLost",
+    "LifecycleState",
+    "NonDeterminismError",
+    "Ok",
+    "PluginError",
+    "RemoteError",
+    "Result",
+    "SerializationError",
+    "Stent",
+    "StentError",
+    "StorageCorrupt",
+    "StorageUnavailable",
+    "TaskState",
+    "UnregisteredFunctionError",
+    "WorkerLifecycle",
+    "__version__",
+    "current_task",
+    "durable",
+    "install_structured_logging",
+]

@@ -1,0 +1,1 @@
+"""The order-processing demo that ``stent demo`` runs."""

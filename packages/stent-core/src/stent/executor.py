@@ -1,0 +1,408 @@
+"""``Stent``: the executor a program creates to dispatch, run and watch durable executions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import uuid
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import attrs
+
+from stent.backends import Backends, Notifications
+from stent.clocks import SystemClock
+from stent.engine.codec import Codec
+from stent.engine.durable import DurableFunction, durable, lookup_function, registered_functions
+from stent.errors import (
+    ConfigurationError,
+    ExecutionFailed,
+    ExecutionNotFound,
+    ExecutionTimeout,
+    UnregisteredFunctionError,
+)
+from stent.model import ExecutionPage, ExecutionRecord, ExecutionState, NewExecution, NewTask
+from stent.ports import Clock, Notifier, Storage
+from stent.result import Error, Ok, Result
+from stent.runtime import Runtime
+from stent.serialization import Serializer
+from stent.worker.lifecycle import WorkerLifecycle
+from stent.worker.machine import LifecycleState
+from stent.worker.options import ServeOptions, seconds_of
+from stent.worker.shell import WorkerShell
+
+_MISSING: Any = object()
+
+
+@attrs.frozen
+class ExecutionStatus:
+    """What ``state_of`` reports about an execution."""
+
+    execution_id: str
+    function: str
+    state: ExecutionState
+    queue: str
+    created_at: Any
+    updated_at: Any
+    finished_at: Any = None
+    error: str | None = None
+    error_type: str | None = None
+
+
+class Stent:
+    """Dispatches durable executions, waits for them, and runs workers (``serve``).
+
+    ``backend`` is a Storage (for example ``Stent.backends.SQLiteBackend("app.db")``) or a storage URL.
+    """
+
+    backends = Backends
+    notifications = Notifications
+    durable = staticmethod(durable)
+
+    _current: ClassVar[Stent | None] = None
+
+    def __init__(
+        self,
+        backend: Storage | str | None = None,
+        *,
+        notification_backend: Notifier | str | None = None,
+        serializer: Serializer | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        metrics: object | None = None,
+        poll_min_interval: float = 0.1,
+        poll_max_interval: float = 2.0,
+        poll_backoff_factor: float = 1.5,
+        max_payload_bytes: int | None = None,
+    ) -> None:
+        if backend is None:
+            url = os.environ.get("STENT_STORAGE_URL")
+            if not url:
+                raise ConfigurationError(
+                    "Stent() needs a backend: pass backend=Stent.backends.SQLiteBackend('app.db') (or a storage"
+                    " URL), or set STENT_STORAGE_URL"
+                )
+            backend = url
+        if isinstance(backend, str):
+            backend = Backends.from_url(backend)
+        if isinstance(notification_backend, str):
+            notification_backend = Notifications.from_url(notification_backend)
+        for name, method in (("claim_tasks", "claim"), ("complete_task", "complete")):
+            if not callable(getattr(backend, name, None)):
+                raise ConfigurationError(
+                    f"backend must be a stent Storage (from Stent.backends...), got {type(backend).__name__}"
+                )
+        if max_payload_bytes is not None and (not isinstance(max_payload_bytes, int) or max_payload_bytes < 1):
+            raise ConfigurationError(f"max_payload_bytes must be a positive int or None, got {max_payload_bytes!r}")
+        self.poll_min_interval = seconds_of("poll_min_interval", poll_min_interval)
+        self.poll_max_interval = seconds_of("poll_max_interval", poll_max_interval)
+        if self.poll_max_interval < self.poll_min_interval:
+            raise ConfigurationError("poll_max_interval must be at least poll_min_interval")
+        if isinstance(poll_backoff_factor, bool) or not isinstance(poll_backoff_factor, (int, float)) or (
+            poll_backoff_factor < 1.0
+        ):
+            raise ConfigurationError(f"poll_backoff_factor must be a number of at least 1.0, got {poll_backoff_factor!r}")
+        self.poll_backoff_factor = float(poll_backoff_factor)
+        self.backend: Storage = backend
+        self.notification_backend = notification_backend
+        self.clock: Clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.codec = Codec(serializer, max_payload_bytes=max_payload_bytes)
+        self.metrics = metrics
+        self._runtime: Runtime | None = None
+        self._runtime_loop: asyncio.AbstractEventLoop | None = None
+        self._lifecycles: dict[str, WorkerLifecycle] = {}
+
+    # -- the process's current executor ----------------------------------------------------------------------
+
+    @classmethod
+    def use(cls, executor: Stent) -> Stent:
+        """Make ``executor`` the one that durable functions awaited outside any worker dispatch to."""
+        if not isinstance(executor, Stent):
+            raise ConfigurationError(f"Stent.use() takes a Stent executor, got {type(executor).__name__}")
+        cls._current = executor
+        return executor
+
+    @classmethod
+    def current(cls) -> Stent:
+        if cls._current is None:
+            raise ConfigurationError(
+                "a durable function was awaited outside any worker, but no executor is current;"
+                " call Stent.use(executor) or await Stent.bootstrap(backend) first"
+            )
+        return cls._current
+
+    @classmethod
+    async def bootstrap(cls, backend: Storage | str | None = None, **options: Any) -> Stent:
+        """Create an executor, initialise its storage, and make it current."""
+        executor = cls(backend, **options)
+        await executor.backend.init_db()
+        return cls.use(executor)
+
+    # -- runtime -------------------------------------------------------------------------------------------
+
+    def _rt(self) -> Runtime:
+        loop = asyncio.get_running_loop()
+        if self._runtime is None or self._runtime_loop is not loop:
+            self._runtime = Runtime(
+                storage=self.backend,
+                clock=self.clock,
+                codec=self.codec,
+                rng=self.rng,
+                notifier=self.notification_backend,
+                metrics=self.metrics,
+                poll_min_interval=self.poll_min_interval,
+                poll_max_interval=self.poll_max_interval,
+                poll_backoff_factor=self.poll_backoff_factor,
+            )
+            self._runtime_loop = loop
+        return self._runtime
+
+    async def close(self) -> None:
+        """Close the notifier connection and the storage."""
+        if self._runtime is not None:
+            await self._runtime.close()
+            self._runtime = None
+        await self.backend.close()
+
+    # -- dispatch and results ------------------------------------------------------------------------------
+
+    async def dispatch(
+        self,
+        fn: DurableFunction[..., Any] | str,
+        *args: Any,
+        execution_id: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        tags: Iterable[str] | None = None,
+        delay: float | timedelta | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Start a new execution of ``fn`` and return its id; the same ``execution_id`` twice returns the first.
+
+        ``execution_id``, ``queue``, ``priority``, ``tags`` and ``delay`` are options of the dispatch, not
+        arguments of ``fn``.
+        """
+        if isinstance(fn, str):
+            found = lookup_function(fn)
+            if found is None:
+                raise UnregisteredFunctionError(fn, registered_functions())
+            fn = found
+        if not isinstance(fn, DurableFunction):
+            raise ConfigurationError(
+                f"dispatch() takes a function decorated with @Stent.durable, got {getattr(fn, '__qualname__', fn)!r}"
+            )
+        if execution_id is not None and (not isinstance(execution_id, str) or not execution_id):
+            raise ConfigurationError(f"execution_id must be a non-empty string, got {execution_id!r}")
+        if queue is not None and (not isinstance(queue, str) or not queue):
+            raise ConfigurationError(f"queue must be a non-empty string, got {queue!r}")
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+            raise ConfigurationError(f"priority must be an int, got {priority!r}")
+        if isinstance(tags, str):
+            raise ConfigurationError(f"tags must be a list of strings, got the string {tags!r}")
+        rt = self._rt()
+        now = rt.clock.now()
+        scheduled = None if delay is None else now + timedelta(seconds=seconds_of("delay", delay, allow_zero=True))
+        root = NewTask(
+            task_id=uuid.uuid4().hex,
+            function=fn.name,
+            args=self.codec.encode_call(fn, args, kwargs),
+            queue=queue or fn.queue,
+            tags=tuple(tags) if tags is not None else fn.tags,
+            priority=fn.priority if priority is None else priority,
+            max_concurrent=fn.max_concurrent,
+            scheduled_for=scheduled,
+        )
+        execution, created = await self.backend.create_execution(
+            NewExecution(execution_id=execution_id or uuid.uuid4().hex, root=root), now
+        )
+        if created:
+            await rt.work_created([root.queue])
+        return execution.execution_id
+
+    async def _execution(self, execution_id: str) -> ExecutionRecord:
+        if not isinstance(execution_id, str) or not execution_id:
+            raise ConfigurationError(f"an execution id is a non-empty string, got {execution_id!r}")
+        execution = await self.backend.get_execution(execution_id)
+        if execution is None:
+            raise ExecutionNotFound(execution_id)
+        return execution
+
+    def _outcome(self, execution: ExecutionRecord) -> Result[Any]:
+        fn = lookup_function(execution.function)
+        if execution.state is ExecutionState.COMPLETED:
+            return Ok(self.codec.decode_result(fn, execution.result))
+        if execution.error:
+            return Error(self.codec.decode_error(execution.error))
+        return Error(ExecutionFailed(f"execution {execution.execution_id} ended {execution.state.value}"))
+
+    async def result_of(self, execution_id: str) -> Result[Any] | None:
+        """``Ok(value)`` or ``Error(exception)`` for a finished execution; ``None`` while it runs."""
+        execution = await self._execution(execution_id)
+        return self._outcome(execution) if execution.state.terminal else None
+
+    async def state_of(self, execution_id: str) -> ExecutionStatus:
+        execution = await self._execution(execution_id)
+        error = error_type = None
+        if execution.error:
+            exc = self.codec.decode_error(execution.error)
+            error, error_type = str(exc), type(exc).__name__
+        return ExecutionStatus(
+            execution_id=execution.execution_id,
+            function=execution.function,
+            state=execution.state,
+            queue=execution.queue,
+            created_at=execution.created_at,
+            updated_at=execution.updated_at,
+            finished_at=execution.finished_at,
+            error=error,
+            error_type=error_type,
+        )
+
+    async def wait_for(self, execution_id: str, expiry: float | timedelta | None = None) -> Any:
+        """Wait until the execution finishes; return its result or raise its error.
+
+        With ``expiry`` (seconds or a timedelta), raise :class:`~stent.errors.ExecutionTimeout` if it has not
+        finished by then.
+        """
+        limit = None if expiry is None else seconds_of("expiry", expiry)
+        execution = await self._execution(execution_id)
+        if not execution.state.terminal:
+            rt = self._rt()
+            waiter = asyncio.ensure_future(rt.waiters.wait(execution.root_task_id))
+            try:
+                if limit is None:
+                    await waiter
+                else:
+                    timer = asyncio.ensure_future(rt.clock.sleep(limit))
+                    try:
+                        await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        timer.cancel()
+                    if not waiter.done():
+                        raise ExecutionTimeout(
+                            f"execution {execution_id} did not finish within {limit:g}s (wait_for expiry)"
+                        )
+            finally:
+                waiter.cancel()
+            execution = await self._execution(execution_id)
+        return self._outcome(execution).unwrap()
+
+    async def list_executions(
+        self,
+        *,
+        state: ExecutionState | str | None = None,
+        queue: str | None = None,
+        function: DurableFunction[..., Any] | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> ExecutionPage:
+        if isinstance(state, str):
+            try:
+                state = ExecutionState(state)
+            except ValueError:
+                choices = ", ".join(s.value for s in ExecutionState)
+                raise ConfigurationError(f"unknown execution state {state!r}; one of: {choices}") from None
+        if isinstance(function, DurableFunction):
+            function = function.name
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"limit must be a positive int, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ConfigurationError(f"offset must be an int of 0 or more, got {offset!r}")
+        return await self.backend.list_executions(
+            state=state, queue=queue, function=function, limit=limit, offset=offset
+        )
+
+    async def queue_depth(self, queue: str | None = None) -> int:
+        """Tasks ready or scheduled to run, in ``queue`` or in all queues."""
+        if queue is not None and (not isinstance(queue, str) or not queue):
+            raise ConfigurationError(f"queue must be a non-empty string or None, got {queue!r}")
+        return await self.backend.queue_depth(queue, self.clock.now())
+
+    # -- workers -------------------------------------------------------------------------------------------
+
+    def create_worker_lifecycle(self, name: str) -> WorkerLifecycle:
+        lifecycle = WorkerLifecycle(name)
+        self._lifecycles[name] = lifecycle
+        return lifecycle
+
+    def request_worker_drain(self, lifecycle: WorkerLifecycle | None = None, *, timeout: float | None = None) -> None:
+        """Ask one worker (or every worker of this executor) to stop claiming, finish, and stop."""
+        drain_timeout = None if timeout is None else seconds_of("timeout", timeout)
+        if lifecycle is None:
+            for each in self._lifecycles.values():
+                each._request_drain(drain_timeout)
+            return
+        if not isinstance(lifecycle, WorkerLifecycle) or self._lifecycles.get(lifecycle.name) is not lifecycle:
+            raise ConfigurationError(
+                f"{lifecycle!r} is not a lifecycle of this executor; create it with create_worker_lifecycle()"
+            )
+        lifecycle._request_drain(drain_timeout)
+
+    def worker_status_overview(self) -> dict[str, Any]:
+        """``ready``: some worker is ready and none is starting; ``draining``: some worker drains."""
+        workers = [
+            {
+                "name": lc.name,
+                "worker_id": lc.worker_id,
+                "state": lc.state.value,
+                "running_tasks": lc.running_tasks,
+            }
+            for lc in self._lifecycles.values()
+        ]
+        states = [lc.state for lc in self._lifecycles.values()]
+        return {
+            "ready": any(s is LifecycleState.READY for s in states),
+            "draining": any(s is LifecycleState.DRAINING for s in states),
+            "workers": workers,
+        }
+
+    async def serve(
+        self,
+        worker_id: str | None = None,
+        queues: Iterable[str] | None = None,
+        tags: Iterable[str] | None = None,
+        max_concurrency: int = 10,
+        poll_interval: float = 0.5,
+        poll_interval_max: float = 5.0,
+        poll_backoff_factor: float = 2.0,
+        lease_duration: timedelta | float = timedelta(minutes=5),
+        heartbeat_interval: timedelta | float = timedelta(minutes=2),
+        cleanup_interval: float = 3600.0,
+        retention_period: timedelta | float = timedelta(days=7),
+        lifecycle: WorkerLifecycle | None = None,
+        drain_timeout: timedelta | float | None = None,
+    ) -> None:
+        """Run a worker until it is drained (or the task running it is cancelled)."""
+        if worker_id is None:
+            worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        options = ServeOptions.build(
+            worker_id=worker_id,
+            queues=queues,
+            tags=tags,
+            max_concurrency=max_concurrency,
+            poll_interval=poll_interval,
+            poll_interval_max=poll_interval_max,
+            poll_backoff_factor=poll_backoff_factor,
+            lease_duration=lease_duration,
+            heartbeat_interval=heartbeat_interval,
+            cleanup_interval=cleanup_interval,
+            retention_period=retention_period,
+            drain_timeout=drain_timeout,
+        )
+        if lifecycle is None:
+            lifecycle = self.create_worker_lifecycle(worker_id)
+        elif not isinstance(lifecycle, WorkerLifecycle):
+            raise ConfigurationError(f"lifecycle must come from create_worker_lifecycle(), got {lifecycle!r}")
+        else:
+            self._lifecycles.setdefault(lifecycle.name, lifecycle)
+        if lifecycle.state is not LifecycleState.STARTING:
+            raise ConfigurationError(f"lifecycle {lifecycle.name!r} was already used by a worker; create a new one")
+        if lifecycle.drain_timeout is None and options.drain_timeout is not None:
+            lifecycle.drain_timeout = options.drain_timeout
+        functions = frozenset(registered_functions())
+        shell = WorkerShell(self._rt(), options, lifecycle, functions)
+        await shell.run()

@@ -1,0 +1,144 @@
+"""What every part of a process shares: storage, clock, codec, notifier, metrics and the waiter registry.
+
+An executor owns one :class:`Runtime` per event loop.  Workers, dispatchers and waiters in the process use it,
+so there is one notifier connection and one waiter poller per process however many tasks wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from stent.engine.codec import Codec
+from stent.engine.waiters import WaiterRegistry
+from stent.errors import StentError
+from stent.model import TaskRecord
+from stent.ports import Clock, Notification, Notifier, Storage
+
+log = logging.getLogger("stent.runtime")
+
+_METRIC_NAMES = ("task_claimed", "task_completed", "task_failed", "dead_lettered", "lease_renewed")
+
+
+class MetricsSink:
+    """Calls a user's recorder, skipping methods it lacks and swallowing (and logging) what it raises."""
+
+    def __init__(self, recorder: object | None) -> None:
+        self._recorder = recorder
+        self._methods: dict[str, Callable[..., Any]] = {}
+        if recorder is not None:
+            for name in _METRIC_NAMES:
+                method = getattr(recorder, name, None)
+                if callable(method):
+                    self._methods[name] = method
+
+    def emit(self, name: str, **fields: Any) -> None:
+        method = self._methods.get(name)
+        if method is None:
+            return
+        try:
+            method(**fields)
+        except Exception:
+            log.exception("metrics recorder %r raised in %s; ignored", self._recorder, name)
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        clock: Clock,
+        codec: Codec,
+        rng: random.Random,
+        notifier: Notifier | None,
+        metrics: object | None,
+        poll_min_interval: float,
+        poll_max_interval: float,
+        poll_backoff_factor: float,
+    ) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.codec = codec
+        self.rng = rng
+        self.notifier = notifier
+        self.metrics = MetricsSink(metrics)
+        self.waiters = WaiterRegistry(
+            storage,
+            clock,
+            poll_min_interval=poll_min_interval,
+            poll_max_interval=poll_max_interval,
+            poll_backoff_factor=poll_backoff_factor,
+        )
+        self._work_listeners: list[Callable[[str | None], None]] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self._connected = False
+        self._connect_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Connect the notifier once; a notifier that cannot connect leaves stent polling, with one warning."""
+        async with self._connect_lock:
+            if self._connected or self.notifier is None:
+                return
+            self._connected = True
+            try:
+                await self.notifier.connect()
+            except Exception as exc:
+                log.warning("notifier could not connect (%s); falling back to polling", exc)
+            self._unsubscribe = self.notifier.subscribe(self._on_notification)
+
+    async def close(self) -> None:
+        await self.waiters.close()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.notifier is not None and self._connected:
+            self._connected = False
+            try:
+                await self.notifier.close()
+            except Exception as exc:
+                log.warning("notifier close failed: %s", exc)
+
+    # -- notifications -------------------------------------------------------------------------------------
+
+    def on_work(self, listener: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call ``listener(queue)`` whenever work may be ready (locally created or announced)."""
+        self._work_listeners.append(listener)
+        return lambda: self._work_listeners.remove(listener) if listener in self._work_listeners else None
+
+    def _on_notification(self, note: Notification) -> None:
+        if note.kind == "finished":
+            self.waiters.hint()
+        elif note.kind == "work":
+            self._announce_work(note.queue)
+
+    def _announce_work(self, queue: str | None) -> None:
+        for listener in list(self._work_listeners):
+            try:
+                listener(queue)
+            except Exception:
+                log.exception("work listener failed")
+
+    async def work_created(self, queues: Iterable[str]) -> None:
+        """New tasks are ready: wake local workers now, and tell other processes."""
+        distinct = sorted(set(queues))
+        for queue in distinct:
+            self._announce_work(queue)
+        await self._publish([Notification(kind="work", queue=q) for q in distinct])
+
+    async def task_finished(self, record: TaskRecord) -> None:
+        """A task ended here: wake local waiters directly, and tell other processes."""
+        self.waiters.resolve(record)
+        await self._publish(
+            [Notification(kind="finished", task_id=record.task_id, execution_id=record.execution_id)]
+        )
+
+    async def _publish(self, notes: Sequence[Notification]) -> None:
+        if self.notifier is None or not notes:
+            return
+        try:
+            await self.notifier.publish(notes)
+        except (StentError, OSError) as exc:
+            log.debug("notification not published (%s); waiters will poll", exc)

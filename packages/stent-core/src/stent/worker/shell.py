@@ -1,0 +1,240 @@
+"""The async shell around :class:`~stent.worker.machine.WorkerMachine`.
+
+The shell owns the I/O: it turns storage replies, finished task coroutines, notifications and the passing of
+time into machine events, and performs the commands the machine returns.  It makes no decisions of its own
+beyond how to perform a command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from stent._async import wait_event_or_timeout
+from stent.engine.runner import TaskAbandoned, TaskRunner
+from stent.errors import LeaseLost, StentError
+from stent.model import ClaimRequest, Fence, TaskRecord
+from stent.runtime import Runtime
+from stent.worker.lifecycle import WorkerLifecycle
+from stent.worker.machine import (
+    AbandonTask,
+    Claim,
+    ClaimDone,
+    Command,
+    DrainRequested,
+    Event,
+    LifecycleState,
+    ReleaseRunning,
+    RenewDone,
+    RenewLeases,
+    Started,
+    Stop,
+    SuspendWaiting,
+    TaskEnded,
+    TaskResumed,
+    TaskWaiting,
+    Tick,
+    WorkerConfig,
+    WorkerMachine,
+    WorkNotified,
+)
+from stent.worker.options import ServeOptions
+
+log = logging.getLogger("stent.worker")
+
+_LOST = "lost"  # stop without writing: the lease is gone
+_RELEASE = "release"  # stop and hand the task back (drain)
+
+
+class WorkerShell:
+    def __init__(
+        self,
+        runtime: Runtime,
+        options: ServeOptions,
+        lifecycle: WorkerLifecycle,
+        functions: frozenset[str],
+    ) -> None:
+        self.runtime = runtime
+        self.options = options
+        self.lifecycle = lifecycle
+        self.functions = functions
+        self.machine = WorkerMachine(
+            WorkerConfig(
+                max_concurrency=options.max_concurrency,
+                poll_interval=options.poll_interval,
+                poll_interval_max=options.poll_interval_max,
+                poll_backoff_factor=options.poll_backoff_factor,
+                heartbeat_interval=options.heartbeat_interval,
+            )
+        )
+        self.runner = TaskRunner(
+            runtime,
+            on_waiting=lambda task_id: self._post(TaskWaiting(self._now(), task_id)),
+            on_resumed=lambda task_id: self._post(TaskResumed(self._now(), task_id)),
+            lease_seconds=options.lease_duration,
+        )
+        self._events: list[Event] = []
+        self._wake = asyncio.Event()
+        self._coroutines: dict[str, asyncio.Task[None]] = {}
+        self._records: dict[str, TaskRecord] = {}
+        self._stop_mode: dict[str, str] = {}
+        self._io: set[asyncio.Task[None]] = set()
+        self._drain_posted = False
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.runtime.clock.monotonic()
+
+    def _post(self, event: Event) -> None:
+        self._events.append(event)
+        self._wake.set()
+
+    def request_drain(self) -> None:
+        self._wake.set()
+
+    def _spawn_io(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._io.add(task)
+        task.add_done_callback(self._io.discard)
+
+    def _on_work(self, queue: str | None) -> None:
+        if queue is None or self.options.queues is None or queue in self.options.queues:
+            self._post(WorkNotified(self._now()))
+
+    # -- the loop ------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.runtime.start()
+        unsubscribe = self.runtime.on_work(self._on_work)
+        self.lifecycle.worker_id = self.options.worker_id
+        self.lifecycle._on_drain.append(self.request_drain)
+        try:
+            self._post(Started(self._now()))
+            while True:
+                if self.lifecycle.drain_requested and not self._drain_posted:
+                    self._drain_posted = True
+                    self._post(DrainRequested(self._now(), self.lifecycle.drain_timeout))
+                self._wake.clear()
+                events, self._events = self._events, []
+                for event in events:
+                    self._perform(self.machine.handle(event))
+                self._perform(self.machine.handle(Tick(self._now())))
+                self._sync_lifecycle()
+                if self.machine.state is LifecycleState.STOPPED:
+                    return
+                if self._events:
+                    continue
+                deadline = self.machine.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - self._now())
+                await wait_event_or_timeout(self._wake, self.runtime.clock, timeout)
+        finally:
+            unsubscribe()
+            self.lifecycle._on_drain.remove(self.request_drain)
+            await self._shutdown()
+            self.lifecycle._set_state(LifecycleState.STOPPED)
+
+    def _sync_lifecycle(self) -> None:
+        self.lifecycle.running_tasks = len(self.machine.running)
+        if self.lifecycle.state is not self.machine.state:
+            self.lifecycle._set_state(self.machine.state)
+            log.info("worker %s is %s", self.options.worker_id, self.machine.state.value)
+
+    async def _shutdown(self) -> None:
+        """Leaving serve() (drained, or cancelled): stop anything still running and hand it back."""
+        for task_id in list(self._coroutines):
+            self._stop_task(task_id, _RELEASE)
+        pending = list(self._coroutines.values()) + list(self._io)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- commands ------------------------------------------------------------------------------------------
+
+    def _perform(self, commands: Iterable[Command]) -> None:
+        for command in commands:
+            match command:
+                case Claim(limit):
+                    self._spawn_io(self._claim(limit))
+                case RenewLeases(task_ids):
+                    self._spawn_io(self._renew(task_ids))
+                case AbandonTask(task_id, reason):
+                    log.warning("task %s stopped: %s", task_id, reason)
+                    self._stop_task(task_id, _LOST)
+                case SuspendWaiting(task_ids) | ReleaseRunning(task_ids):
+                    for task_id in task_ids:
+                        self._stop_task(task_id, _RELEASE)
+                case Stop():
+                    pass
+
+    def _stop_task(self, task_id: str, mode: str) -> None:
+        coroutine = self._coroutines.get(task_id)
+        if coroutine is None or task_id in self._stop_mode:
+            return
+        self._stop_mode[task_id] = mode
+        coroutine.cancel()
+
+    async def _claim(self, limit: int) -> None:
+        runtime = self.runtime
+        request = ClaimRequest(
+            worker_id=self.options.worker_id,
+            functions=self.functions,
+            limit=limit,
+            lease_seconds=self.options.lease_duration,
+            queues=self.options.queues,
+            tags=self.options.tags,
+        )
+        try:
+            records = await runtime.storage.claim_tasks(request, runtime.clock.now())
+        except StentError as exc:
+            log.warning("claim failed, will retry after the poll interval: %s", exc)
+            self._post(ClaimDone(self._now(), limit, (), failed=True))
+            return
+        for record in records:
+            self._records[record.task_id] = record
+            self._coroutines[record.task_id] = asyncio.ensure_future(self._run(record))
+            runtime.metrics.emit("task_claimed", queue=record.queue, step_name=record.function, kind=record.kind.value)
+        self._post(ClaimDone(self._now(), limit, tuple(r.task_id for r in records)))
+
+    async def _renew(self, task_ids: tuple[str, ...]) -> None:
+        runtime = self.runtime
+        fences = [self._records[t].fence for t in task_ids if t in self._records]
+        try:
+            renewed = await runtime.storage.renew_leases(
+                self.options.worker_id, fences, self.options.lease_duration, runtime.clock.now()
+            )
+        except StentError as exc:
+            log.warning("lease renewal failed, will retry at the next heartbeat: %s", exc)
+            self._post(RenewDone(self._now(), frozenset(), frozenset(task_ids), failed=True))
+            return
+        for fence in fences:
+            runtime.metrics.emit("lease_renewed", task_id=fence.task_id, success=fence.task_id in renewed)
+        asked = frozenset(f.task_id for f in fences)
+        self._post(RenewDone(self._now(), frozenset(renewed), asked))
+
+    async def _run(self, record: TaskRecord) -> None:
+        task_id = record.task_id
+        try:
+            await self.runner.run(record)
+        except TaskAbandoned as exc:
+            log.warning("task %s abandoned: %s", task_id, exc)
+        except asyncio.CancelledError:
+            if self._stop_mode.get(task_id) == _RELEASE:
+                await self._release(record.fence, record.queue)
+            elif task_id not in self._stop_mode:
+                raise
+        except Exception:
+            log.exception("worker bug while running task %s; its lease will expire and it will be retried", task_id)
+        finally:
+            self._coroutines.pop(task_id, None)
+            self._records.pop(task_id, None)
+            self._stop_mode.pop(task_id, None)
+            self._post(TaskEnded(self._now(), task_id))
+
+    async def _release(self, fence: Fence, queue: str) -> None:
+        try:
+            await self.runtime.storage.release_task(fence, self.runtime.clock.now())
+        except (LeaseLost, StentError) as exc:
+            log.info("task %s not handed back (%s); its lease will expire", fence.task_id, exc)
+            return
+        await self.runtime.work_created([queue])
