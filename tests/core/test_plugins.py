@@ -85,6 +85,15 @@ def test_memory_scheme_gives_a_fresh_memory_storage() -> None:
     assert first is not second
 
 
+def test_memory_scheme_gives_a_fresh_memory_notifier() -> None:
+    """memory:// as a notifier resolves through the same built-in plugin to a new process-local notifier."""
+    from stent.memory.notifier import MemoryNotifier
+
+    first, second = plugins.make_notifier("memory://"), Notifications.MemoryBackend()
+    assert isinstance(first, MemoryNotifier) and isinstance(second, MemoryNotifier)
+    assert first is not second
+
+
 def test_memory_storage_rejects_options() -> None:
     """Options memory:// does not understand are an error naming them, not silently dropped."""
     with pytest.raises(ConfigurationError, match="takes no options, got path"):
