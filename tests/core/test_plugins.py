@@ -259,7 +259,7 @@ def test_a_hook_with_a_misspelt_name_is_a_failure() -> None:
     assert "unknown hooks stent_register_storge" in failure.error
 
 
-@pytest.mark.parametrize("setting", ["good", "stent-good", " other , good ", "all", "*"])
+@pytest.mark.parametrize("setting", ["good", "stent-good", "Stent_Good", " other , good ", "all", "*"])
 def test_disabled_plugins_are_not_imported(setting: str) -> None:
     """STENT_DISABLE_PLUGINS names entry points or distributions (or all) to skip without importing them."""
     good = entry_point("good", lambda: storage_plugin("good"), "stent-good")

@@ -37,7 +37,7 @@ import pluggy
 
 from stent import hookspecs
 from stent.backends import KNOWN_ADAPTERS, canonical_scheme, parse_scheme
-from stent.errors import BackendNotInstalled, PluginError
+from stent.errors import BackendNotInstalled, ConfigurationError, PluginError
 
 if TYPE_CHECKING:
     from stent.ports import Notifier, Storage
@@ -53,7 +53,6 @@ hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT_NAME)
 #: as entry points (so any tool that reads the group sees them); the host loads them by module instead.
 BUILTIN_PLUGINS: Mapping[str, str] = {"memory": "stent.memory.plugin"}
 
-KINDS = ("storage", "notifier", "command")
 _HOOKS = ("stent_register_storage", "stent_register_notifier", "stent_register_commands")
 _SCHEME_RE = re.compile(r"[a-z][a-z0-9+.\-]*")
 _COMMAND_RE = re.compile(r"[a-z][a-z0-9\-]*")
@@ -249,9 +248,14 @@ def _source_of(entry_point: EntryPointLike) -> PluginSource:
     return PluginSource(entry_point.name, str(name), str(dist.version))
 
 
+def _normal(name: str) -> str:
+    """Names compared the way pip compares distribution names: case and ``_``/``-`` do not matter."""
+    return name.strip().lower().replace("_", "-")
+
+
 def _disabled_names(environ: Mapping[str, str]) -> set[str]:
     raw = environ.get(DISABLE_ENV, "")
-    return {part.strip().lower() for part in raw.split(",") if part.strip()}
+    return {_normal(part) for part in raw.split(",") if part.strip()}
 
 
 class PluginHost:
@@ -302,7 +306,7 @@ class PluginHost:
                 if entry_point.value in BUILTIN_PLUGINS.values():
                     continue
                 source = _source_of(entry_point)
-                if disabled & {"all", "*", source.name.lower(), source.distribution.lower()}:
+                if disabled & {"all", "*", _normal(source.name), _normal(source.distribution)}:
                     log.info("stent plugin %s skipped: listed in %s", source.describe(), DISABLE_ENV)
                     self._disabled.append(source)
                     continue
@@ -407,7 +411,7 @@ class PluginHost:
     def make(self, kind: str, url: str, **options: Any) -> Any:
         """Build a ``kind`` backend (``"storage"`` or ``"notifier"``) for ``url`` with its plugin's factory."""
         if kind not in ("storage", "notifier"):
-            raise ValueError(f"kind must be 'storage' or 'notifier', not {kind!r}")
+            raise ConfigurationError(f"kind must be 'storage' or 'notifier', not {kind!r}")
         scheme = parse_scheme(url, kind)
         self.load()
         registration = self.registry.lookup(kind, scheme)
@@ -449,7 +453,7 @@ class PluginHost:
 
     def _why(self, package: str) -> str:
         def same(distribution: str) -> bool:
-            return distribution.lower().replace("_", "-") == package
+            return _normal(distribution) == package
 
         for failure in self._failures:
             if same(failure.distribution):
