@@ -106,9 +106,9 @@ async def test_gather_creates_all_children_in_one_storage_call(executor: Stent) 
     storage = executor.backend
     original = storage.get_or_create_steps
 
-    async def counting(parent, steps, now):  # type: ignore[no-untyped-def]
+    async def counting(parent, steps, now, **options):  # type: ignore[no-untyped-def]
         calls.append(len(steps))
-        return await original(parent, steps, now)
+        return await original(parent, steps, now, **options)
 
     storage.get_or_create_steps = counting  # type: ignore[method-assign]
     eid = await executor.dispatch(fan_out, 25)

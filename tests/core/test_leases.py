@@ -31,9 +31,9 @@ async def test_worker_whose_lease_was_taken_over_cannot_complete_the_task() -> N
     rejected: list[LeaseLost] = []
     original = storage.complete_task
 
-    async def spy(fence, result, now):  # type: ignore[no-untyped-def]
+    async def spy(fence, result, now, update=None):  # type: ignore[no-untyped-def]
         try:
-            return await original(fence, result, now)
+            return await original(fence, result, now, update)
         except LeaseLost as exc:
             rejected.append(exc)
             raise

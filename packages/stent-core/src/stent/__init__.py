@@ -7,9 +7,12 @@ a storage backend, so the whole call tree survives crashes, restarts and deploys
 from stent.engine.context import current_task
 from stent.engine.durable import DurableFunction, durable
 from stent.errors import (
+    ActivityTimeout,
     BackendNotInstalled,
     ConfigurationError,
+    ExecutionCancelled,
     ExecutionFailed,
+    ExecutionFinished,
     ExecutionNotFound,
     ExecutionTimeout,
     LeaseLost,
@@ -17,6 +20,7 @@ from stent.errors import (
     PluginError,
     RemoteError,
     SerializationError,
+    SignalTimeout,
     StentError,
     StorageCorrupt,
     StorageUnavailable,
@@ -26,17 +30,21 @@ from stent.executor import ExecutionStatus, Stent
 from stent.logs import install_structured_logging
 from stent.model import ExecutionState, TaskState
 from stent.result import Error, Ok, Result
+from stent.retry import RetryPolicy
 from stent.worker.lifecycle import WorkerLifecycle
 from stent.worker.machine import LifecycleState
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivityTimeout",
     "BackendNotInstalled",
     "ConfigurationError",
     "DurableFunction",
     "Error",
+    "ExecutionCancelled",
     "ExecutionFailed",
+    "ExecutionFinished",
     "ExecutionNotFound",
     "ExecutionState",
     "ExecutionStatus",
@@ -48,7 +56,9 @@ __all__ = [
     "PluginError",
     "RemoteError",
     "Result",
+    "RetryPolicy",
     "SerializationError",
+    "SignalTimeout",
     "Stent",
     "StentError",
     "StorageCorrupt",

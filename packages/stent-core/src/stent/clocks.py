@@ -10,20 +10,24 @@ import asyncio
 import heapq
 import itertools
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+
+# Bound once at import: inside durable functions ``asyncio.sleep`` may be replaced by a durable sleep while a
+# worker runs, and the clocks must keep sleeping for real.
+_asyncio_sleep = asyncio.sleep
 
 
 class SystemClock:
     """Real time: ``datetime.now(timezone.utc)``, ``time.monotonic`` and ``asyncio.sleep``."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
+        await _asyncio_sleep(max(0.0, seconds))
 
 
 class FakeClock:
@@ -35,7 +39,7 @@ class FakeClock:
 
     def __init__(self, start: datetime | None = None) -> None:
         if start is None:
-            start = datetime(2030, 1, 1, tzinfo=timezone.utc)
+            start = datetime(2030, 1, 1, tzinfo=UTC)
         if start.tzinfo is None:
             raise ValueError("FakeClock start must be an aware datetime (use tzinfo=timezone.utc)")
         self._start = start
@@ -51,7 +55,7 @@ class FakeClock:
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
-            await asyncio.sleep(0)  # noqa: STENT-CLOCK (the fake clock's own yield)
+            await _asyncio_sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._seq), future))

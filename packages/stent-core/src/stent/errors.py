@@ -85,12 +85,42 @@ class TaskNotFound(StentError, LookupError):
         self.task_id = task_id
 
 
+class ExecutionFinished(StentError):
+    """The execution has already ended, so it cannot take the request (a signal, say)."""
+
+    def __init__(self, execution_id: str, state: str, action: str) -> None:
+        super().__init__(f"execution {execution_id} has already ended ({state}); cannot {action}")
+        self.execution_id = execution_id
+        self.state = state
+
+
+class ExecutionStopping(StentError):
+    """The execution is being cancelled or has ended: a task of it may not start new steps."""
+
+    def __init__(self, execution_id: str, state: str) -> None:
+        super().__init__(f"execution {execution_id} is {state}; no new steps may start")
+        self.execution_id = execution_id
+        self.state = state
+
+
 class ExecutionTimeout(StentError, TimeoutError):
     """Waiting for an execution ran past its limit, or the execution itself ran past ``max_duration``."""
 
 
+class SignalTimeout(StentError, TimeoutError):
+    """A ``wait_for_signal`` with a timeout saw no signal in time."""
+
+
+class ActivityTimeout(StentError, TimeoutError):
+    """A durable function ran longer than its ``timeout``."""
+
+
 class ExecutionFailed(StentError):
     """An execution ended failed, cancelled or timed out, and its result was asked for."""
+
+
+class ExecutionCancelled(ExecutionFailed):
+    """The execution was cancelled, so it has no result."""
 
 
 class StorageUnavailable(StentError, ConnectionError):

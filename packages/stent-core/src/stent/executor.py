@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import socket
@@ -15,18 +16,23 @@ import attrs
 
 from stent.backends import Backends, Notifications
 from stent.clocks import SystemClock
+from stent.engine import operations
 from stent.engine.codec import Codec
 from stent.engine.durable import DurableFunction, durable, lookup_function, registered_functions
+from stent.engine.tasks import new_call_task
 from stent.errors import (
     ConfigurationError,
+    ExecutionCancelled,
     ExecutionFailed,
     ExecutionNotFound,
     ExecutionTimeout,
+    TaskNotFound,
     UnregisteredFunctionError,
 )
-from stent.model import ExecutionPage, ExecutionRecord, ExecutionState, NewExecution, NewTask
+from stent.model import DeadLetter, ExecutionPage, ExecutionRecord, ExecutionState, NewExecution, TaskRecord
 from stent.ports import Clock, Notifier, Storage
 from stent.result import Error, Ok, Result
+from stent.retry import RetryPolicy
 from stent.runtime import Runtime
 from stent.serialization import Serializer
 from stent.worker.lifecycle import WorkerLifecycle
@@ -50,6 +56,8 @@ class ExecutionStatus:
     finished_at: Any = None
     error: str | None = None
     error_type: str | None = None
+    counters: dict[str, int] = attrs.Factory(dict)
+    state_values: dict[str, Any] = attrs.Factory(dict)
 
 
 class Stent:
@@ -61,6 +69,10 @@ class Stent:
     backends = Backends
     notifications = Notifications
     durable = staticmethod(durable)
+    sleep = staticmethod(operations.sleep)
+    wait_for_signal = staticmethod(operations.wait_for_signal)
+    context = staticmethod(operations.context)
+    gather = staticmethod(operations.gather)
 
     _current: ClassVar[Stent | None] = None
 
@@ -77,6 +89,8 @@ class Stent:
         poll_max_interval: float = 2.0,
         poll_backoff_factor: float = 1.5,
         max_payload_bytes: int | None = None,
+        suspend_timers_after: float | timedelta | str = 60.0,
+        promote_asyncio_sleep: bool = True,
     ) -> None:
         if backend is None:
             url = os.environ.get("STENT_STORAGE_URL")
@@ -106,6 +120,10 @@ class Stent:
         ):
             raise ConfigurationError(f"poll_backoff_factor must be a number of at least 1.0, got {poll_backoff_factor!r}")
         self.poll_backoff_factor = float(poll_backoff_factor)
+        self.suspend_timers_after = seconds_of("suspend_timers_after", suspend_timers_after, allow_zero=True)
+        if not isinstance(promote_asyncio_sleep, bool):
+            raise ConfigurationError(f"promote_asyncio_sleep must be True or False, got {promote_asyncio_sleep!r}")
+        self.promote_asyncio_sleep = promote_asyncio_sleep
         self.backend: Storage = backend
         self.notification_backend = notification_backend
         self.clock: Clock = clock or SystemClock()
@@ -178,13 +196,15 @@ class Stent:
         queue: str | None = None,
         priority: int | None = None,
         tags: Iterable[str] | None = None,
-        delay: float | timedelta | None = None,
+        delay: float | timedelta | str | None = None,
+        max_duration: float | timedelta | str | None = None,
+        retry_policy: RetryPolicy | None = None,
         **kwargs: Any,
     ) -> str:
         """Start a new execution of ``fn`` and return its id; the same ``execution_id`` twice returns the first.
 
-        ``execution_id``, ``queue``, ``priority``, ``tags`` and ``delay`` are options of the dispatch, not
-        arguments of ``fn``.
+        ``execution_id``, ``queue``, ``priority``, ``tags``, ``delay``, ``max_duration`` and ``retry_policy`` are
+        options of the dispatch, not arguments of ``fn``.
         """
         if isinstance(fn, str):
             found = lookup_function(fn)
@@ -203,21 +223,27 @@ class Stent:
             raise ConfigurationError(f"priority must be an int, got {priority!r}")
         if isinstance(tags, str):
             raise ConfigurationError(f"tags must be a list of strings, got the string {tags!r}")
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise ConfigurationError(f"retry_policy must be a stent.RetryPolicy, got {retry_policy!r}")
+        limit = fn.max_duration if max_duration is None else seconds_of("max_duration", max_duration)
         rt = self._rt()
         now = rt.clock.now()
         scheduled = None if delay is None else now + timedelta(seconds=seconds_of("delay", delay, allow_zero=True))
-        root = NewTask(
-            task_id=uuid.uuid4().hex,
-            function=fn.name,
-            args=self.codec.encode_call(fn, args, kwargs),
-            queue=queue or fn.queue,
-            tags=tuple(tags) if tags is not None else fn.tags,
-            priority=fn.priority if priority is None else priority,
-            max_concurrent=fn.max_concurrent,
+        root = new_call_task(
+            fn,
+            self.codec,
+            uuid.uuid4().hex,
+            args,
+            kwargs,
+            queue=queue,
+            priority=priority,
+            tags=tags,
+            retry_policy=retry_policy,
             scheduled_for=scheduled,
         )
+        deadline = None if limit is None else now + timedelta(seconds=limit)
         execution, created = await self.backend.create_execution(
-            NewExecution(execution_id=execution_id or uuid.uuid4().hex, root=root), now
+            NewExecution(execution_id=execution_id or uuid.uuid4().hex, root=root, deadline=deadline), now
         )
         if created:
             await rt.work_created([root.queue])
@@ -235,6 +261,13 @@ class Stent:
         fn = lookup_function(execution.function)
         if execution.state is ExecutionState.COMPLETED:
             return Ok(self.codec.decode_result(fn, execution.result))
+        if execution.state is ExecutionState.TIMED_OUT:
+            limit = ""
+            if execution.deadline is not None:
+                limit = f" of {(execution.deadline - execution.created_at).total_seconds():g}s"
+            return Error(ExecutionTimeout(f"execution {execution.execution_id} ran past its max_duration{limit}"))
+        if execution.state is ExecutionState.CANCELLED:
+            return Error(ExecutionCancelled(f"execution {execution.execution_id} was cancelled"))
         if execution.error:
             return Error(self.codec.decode_error(execution.error))
         return Error(ExecutionFailed(f"execution {execution.execution_id} ended {execution.state.value}"))
@@ -260,6 +293,11 @@ class Stent:
             finished_at=execution.finished_at,
             error=error,
             error_type=error_type,
+            counters=json.loads(execution.counters or "{}"),
+            state_values={
+                key: self.codec.serializer.loads(value) if isinstance(value, str) else value
+                for key, value in json.loads(execution.custom_state or "{}").items()
+            },
         )
 
     async def wait_for(self, execution_id: str, expiry: float | timedelta | None = None) -> Any:
@@ -272,7 +310,7 @@ class Stent:
         execution = await self._execution(execution_id)
         if not execution.state.terminal:
             rt = self._rt()
-            waiter = asyncio.ensure_future(rt.waiters.wait(execution.root_task_id))
+            waiter = asyncio.ensure_future(rt.waiters.wait_execution(execution_id))
             try:
                 if limit is None:
                     await waiter
@@ -321,6 +359,65 @@ class Stent:
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise ConfigurationError(f"queue must be a non-empty string or None, got {queue!r}")
         return await self.backend.queue_depth(queue, self.clock.now())
+
+    # -- signals and cancellation ------------------------------------------------------------------------
+
+    async def send_signal(self, execution_id: str, name: str, payload: Any = None) -> None:
+        """Deliver a signal to an execution; a workflow waiting for ``name`` receives ``payload``.
+
+        Signals sent before anyone waits are kept, in order.  Raises
+        :class:`~stent.errors.ExecutionNotFound` or :class:`~stent.errors.ExecutionFinished`.
+        """
+        await self._execution(execution_id)
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"a signal name is a non-empty string, got {name!r}")
+        from stent.serialization import encode_value
+
+        text = encode_value(
+            self.codec.serializer, payload, what=f"the payload of signal {name!r}", max_bytes=self.codec.max_payload_bytes
+        )
+        rt = self._rt()
+        await self.backend.send_signal(execution_id, name, text, rt.clock.now())
+        await rt.work_created_anywhere()
+
+    async def cancel(self, execution_id: str) -> bool:
+        """Cancel an execution: waiting work stops at once, running code gets ``CancelledError``.
+
+        Returns ``False`` (and changes nothing) when the execution had already finished.
+        """
+        await self._execution(execution_id)
+        _, changed = await self.backend.cancel_execution(execution_id, self.clock.now())
+        if changed:
+            self._rt().waiters.hint()
+        return changed
+
+    # -- dead letters ----------------------------------------------------------------------------------
+
+    async def list_dead_letters(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"limit must be a positive int, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ConfigurationError(f"offset must be an int of 0 or more, got {offset!r}")
+        return await self.backend.list_dead_letters(limit=limit, offset=offset)
+
+    async def get_dead_letter(self, task_id: str) -> DeadLetter:
+        dead = await self.backend.get_dead_letter(task_id) if isinstance(task_id, str) else None
+        if dead is None:
+            raise TaskNotFound(str(task_id))
+        return dead
+
+    async def discard_dead_letter(self, task_id: str) -> None:
+        await self.get_dead_letter(task_id)
+        await self.backend.discard_dead_letter(task_id)
+
+    async def replay_dead_letter(self, task_id: str, *, queue: str | None = None) -> TaskRecord:
+        """Run a dead-lettered task again (optionally on another queue); a parent that waited on it resumes."""
+        await self.get_dead_letter(task_id)
+        if queue is not None and (not isinstance(queue, str) or not queue):
+            raise ConfigurationError(f"queue must be a non-empty string, got {queue!r}")
+        record = await self.backend.replay_dead_letter(task_id, queue, self.clock.now())
+        await self._rt().work_created([record.queue])
+        return record
 
     # -- workers -------------------------------------------------------------------------------------------
 
@@ -404,5 +501,12 @@ class Stent:
         if lifecycle.drain_timeout is None and options.drain_timeout is not None:
             lifecycle.drain_timeout = options.drain_timeout
         functions = frozenset(registered_functions())
-        shell = WorkerShell(self._rt(), options, lifecycle, functions)
+        shell = WorkerShell(
+            self._rt(),
+            options,
+            lifecycle,
+            functions,
+            suspend_after=self.suspend_timers_after,
+            promote_sleep=self.promote_asyncio_sleep,
+        )
         await shell.run()

@@ -63,11 +63,20 @@ _TERMINAL_TASK = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CAN
 
 
 class TaskKind(str, enum.Enum):
-    """What a task row stands for in its parent's journal."""
+    """What a task row stands for in its parent's journal.
+
+    Only ``call`` tasks are ever claimed.  A ``sleep`` step is recorded finished, its result the wake time.  A
+    ``signal`` step's ``function`` is ``SIGNAL_PREFIX + name``; it completes with the payload of the signal it
+    consumed, or fails when its timeout passes first.
+    """
 
     CALL = "call"  # a durable function invocation (the root task is one too)
-    SLEEP = "sleep"  # a durable timer: result holds the recorded wake time
-    SIGNAL = "signal"  # a signal wait: result holds the consumed payload
+    SLEEP = "sleep"
+    SIGNAL = "signal"
+
+
+SIGNAL_PREFIX = "stent.signal:"
+SLEEP_FUNCTION = "stent.sleep"
 
 
 def _tuple_of_str(value: Sequence[str] | None) -> tuple[str, ...]:
@@ -146,6 +155,8 @@ class TaskRecord:
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: For a suspended task: when its timer fires (it becomes claimable then), or None for no timer.
+    wake_at: datetime | None = None
 
     @property
     def fence(self) -> Fence:
@@ -165,6 +176,10 @@ class ExecutionRecord:
     result: str | None = None
     error: str | None = None
     finished_at: datetime | None = None
+    #: JSON object of counter name to integer, incremented atomically with task completions.
+    counters: str = "{}"
+    #: JSON object of user state keys to values, set with task completions.
+    custom_state: str = "{}"
 
 
 @attrs.frozen
@@ -194,6 +209,64 @@ class TaskFailure:
     reason: str
     retry_at: datetime | None = None
     dead_letter: bool = True
+
+
+@attrs.frozen
+class ContextUpdate:
+    """Changes to an execution's counters and custom state, committed together with a task's completion."""
+
+    increments: tuple[tuple[str, int], ...] = ()
+    state: tuple[tuple[str, str], ...] = ()  # key -> serialized value
+
+    def __bool__(self) -> bool:
+        return bool(self.increments or self.state)
+
+
+@attrs.frozen
+class LeaseReport:
+    """What a lease renewal found: which leases still hold, and which of those belong to executions that are
+    being cancelled or have timed out (their code must be interrupted)."""
+
+    renewed: frozenset[str]
+    stopping: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class SignalRecord:
+    signal_id: int
+    execution_id: str
+    name: str
+    payload: str
+    created_at: datetime
+    consumed_by: str | None = None
+
+
+@attrs.frozen
+class DeadLetter:
+    task_id: str
+    execution_id: str
+    function: str
+    queue: str
+    reason: str
+    error: str
+    attempts: int
+    created_at: datetime
+
+
+@attrs.frozen
+class WorkerInfo:
+    """A worker's heartbeat row, for ``stent workers``."""
+
+    worker_id: str
+    hostname: str
+    pid: int
+    queues: tuple[str, ...] | None
+    tags: tuple[str, ...] | None
+    max_concurrency: int
+    running: int
+    state: str
+    started_at: datetime
+    last_seen: datetime
 
 
 @attrs.frozen

@@ -22,15 +22,20 @@ import attrs
 
 from stent.model import (
     ClaimRequest,
+    ContextUpdate,
+    DeadLetter,
     ExecutionPage,
     ExecutionRecord,
     ExecutionState,
     Fence,
+    LeaseReport,
     NewExecution,
     NewTask,
+    SignalRecord,
     StepKey,
     TaskFailure,
     TaskRecord,
+    WorkerInfo,
 )
 
 
@@ -66,12 +71,21 @@ class Storage(Protocol):
         """
 
     async def get_or_create_steps(
-        self, parent: Fence, steps: Sequence[tuple[StepKey, NewTask]], now: datetime
+        self,
+        parent: Fence,
+        steps: Sequence[tuple[StepKey, NewTask]],
+        now: datetime,
+        *,
+        allow_stopping: bool = False,
     ) -> list[TaskRecord]:
         """Find or create each step of a running parent, in order, fenced by the parent's token.
 
         A step that already exists is returned as stored (its ``function`` tells the caller whether the replay
-        is deterministic).  When any returned step is unfinished, the parent becomes ``waiting``.
+        is deterministic).  A new ``signal`` step consumes the oldest unconsumed signal of its name at once, if
+        there is one, and is created completed with its payload.  When any returned step is unfinished, the
+        parent becomes ``waiting``.  Raises :class:`~stent.errors.ExecutionStopping` (creating nothing) when the
+        execution is being cancelled or has finished, unless ``allow_stopping`` (compensation code that runs after
+        the task saw its cancellation).
         """
 
     # -- claiming and leases ------------------------------------------------------------------------------------
@@ -87,13 +101,23 @@ class Storage(Protocol):
 
     async def renew_leases(
         self, worker_id: str, fences: Sequence[Fence], lease_seconds: float, now: datetime
-    ) -> set[str]:
-        """Extend the leases still held; return the ids of the tasks whose lease was renewed."""
+    ) -> LeaseReport:
+        """Extend the leases still held.
+
+        Reports which were renewed, and which of those belong to executions that are cancelling or finished (the
+        worker interrupts their code).
+        """
 
     # -- finishing ----------------------------------------------------------------------------------------------
 
-    async def complete_task(self, fence: Fence, result: str, now: datetime) -> TaskRecord:
-        """Record the result.  Wakes a parent waiting on it; completing a root task completes its execution."""
+    async def complete_task(
+        self, fence: Fence, result: str, now: datetime, update: ContextUpdate | None = None
+    ) -> TaskRecord:
+        """Record the result and apply ``update`` to the execution's counters and state, atomically.
+
+        Wakes a parent waiting on it; completing a root task completes its execution (or cancels it, when the
+        execution is cancelling: a late completion never overwrites a cancellation).
+        """
 
     async def fail_task(self, fence: Fence, failure: TaskFailure, now: datetime) -> TaskRecord:
         """End the attempt: schedule a new attempt at ``failure.retry_at``, or fail the task for good.
@@ -103,6 +127,83 @@ class Storage(Protocol):
 
     async def release_task(self, fence: Fence, now: datetime) -> None:
         """Give the task back unfinished (pending at once, same attempt), as a draining worker does."""
+
+    async def suspend_task(
+        self, fence: Fence, *, waiting_on: Sequence[str], wake_at: datetime | None, now: datetime
+    ) -> TaskRecord:
+        """Release the lease and park the task until a step in ``waiting_on`` finishes or ``wake_at`` passes.
+
+        When one of those has already happened the task is ``pending`` at once, so no wake-up is ever lost.
+        """
+
+    async def cancel_task(self, fence: Fence, error: str | None, now: datetime) -> TaskRecord:
+        """The task's code stopped because its execution is cancelling or timed out: mark it cancelled.
+
+        Wakes its parent; when nothing of a cancelling execution is left running, the execution is cancelled.
+        """
+
+    async def expire_step(self, parent: Fence, task_id: str, error: str, now: datetime) -> TaskRecord:
+        """A step's wait timed out (a signal wait): fail it with ``error`` unless it finished first."""
+
+    # -- signals, cancellation, time limits ---------------------------------------------------------------------
+
+    async def send_signal(self, execution_id: str, name: str, payload: str, now: datetime) -> SignalRecord:
+        """Store a signal; if a step of that execution waits for that name, it consumes the signal at once.
+
+        Raises :class:`~stent.errors.ExecutionNotFound`, or :class:`~stent.errors.ExecutionFinished` for an
+        execution that has ended.
+        """
+
+    async def list_signals(self, execution_id: str) -> list[SignalRecord]: ...
+
+    async def cancel_execution(self, execution_id: str, now: datetime) -> tuple[ExecutionRecord, bool]:
+        """Start cancelling: unleased tasks are cancelled at once, leased ones learn at their next renewal.
+
+        Returns the execution and whether this call changed it (``False`` for one already finished).
+        """
+
+    async def time_out_executions(self, now: datetime, limit: int) -> list[str]:
+        """End as ``timed_out`` up to ``limit`` unfinished executions whose deadline has passed; return their ids."""
+
+    # -- dead letters ---------------------------------------------------------------------------------------------
+
+    async def list_dead_letters(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]: ...
+
+    async def get_dead_letter(self, task_id: str) -> DeadLetter | None: ...
+
+    async def discard_dead_letter(self, task_id: str) -> bool: ...
+
+    async def replay_dead_letter(self, task_id: str, queue: str | None, now: datetime) -> TaskRecord:
+        """Run a dead-lettered task again as a new attempt, reopening the ancestors that failed because of it."""
+
+    # -- idempotency and cache -------------------------------------------------------------------------------------
+
+    async def cache_get(self, key: str, now: datetime) -> str | None:
+        """The stored result for ``key``, unless it expired."""
+
+    async def cache_put(self, key: str, value: str, expires_at: datetime | None, now: datetime) -> None: ...
+
+    # -- housekeeping ------------------------------------------------------------------------------------------------
+
+    async def acquire_leader(self, name: str, owner: str, ttl_seconds: float, now: datetime) -> bool:
+        """Take or renew the named lock for ``ttl_seconds``; ``False`` while another owner holds it."""
+
+    async def release_leader(self, name: str, owner: str) -> None: ...
+
+    async def delete_executions_before(self, cutoff: datetime, limit: int) -> int:
+        """Delete up to ``limit`` finished executions (with their tasks and signals) that ended before ``cutoff``."""
+
+    async def delete_dead_letters_before(self, cutoff: datetime, limit: int) -> int: ...
+
+    async def record_worker(self, info: WorkerInfo) -> None:
+        """Insert or update a worker's heartbeat row."""
+
+    async def remove_worker(self, worker_id: str) -> None: ...
+
+    async def list_workers(self) -> list[WorkerInfo]: ...
+
+    async def delete_workers_before(self, cutoff: datetime) -> int:
+        """Remove heartbeat rows last seen before ``cutoff``."""
 
     # -- reads --------------------------------------------------------------------------------------------------
 

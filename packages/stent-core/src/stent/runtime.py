@@ -128,9 +128,16 @@ class Runtime:
             self._announce_work(queue)
         await self._publish([Notification(kind="work", queue=q) for q in distinct])
 
+    async def work_created_anywhere(self) -> None:
+        """Something in an unknown queue became ready (a signal woke a task, say)."""
+        self._announce_work(None)
+        await self._publish([Notification(kind="work", queue=None)])
+
     async def task_finished(self, record: TaskRecord) -> None:
         """A task ended here: wake local waiters directly, and tell other processes."""
         self.waiters.resolve(record)
+        if record.parent_task_id is None:
+            self.waiters.execution_finished(record.execution_id)
         await self._publish(
             [Notification(kind="finished", task_id=record.task_id, execution_id=record.execution_id)]
         )

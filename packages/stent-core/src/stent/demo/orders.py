@@ -13,7 +13,7 @@ from typing import Any
 from stent.engine.durable import durable
 
 #: Called with one line of progress for every activity that finishes.
-progress: Callable[[str], None] = lambda line: None  # noqa: E731
+progress: Callable[[str], None] = lambda line: None
 #: Seconds each activity "works"; the demo's --speed option scales it.
 work_seconds = 0.15
 

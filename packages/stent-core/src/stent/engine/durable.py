@@ -15,10 +15,13 @@ import functools
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from stent.durations import parse_duration
 from stent.engine.context import current_task
 from stent.errors import ConfigurationError
+from stent.retry import RetryPolicy
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,6 +56,15 @@ class DurableFunction(Generic[P, R]):
         tags: Iterable[str] = (),
         priority: int = 0,
         max_concurrent: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeout: float | timedelta | str | None = None,
+        max_duration: float | timedelta | str | None = None,
+        expiry: float | timedelta | str | None = None,
+        idempotent: bool = False,
+        cached: bool = False,
+        idempotency_key_func: Callable[..., str] | None = None,
+        version: str | int | None = None,
+        cache_ttl: float | timedelta | str | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(func):
             raise ConfigurationError(
@@ -61,6 +73,8 @@ class DurableFunction(Generic[P, R]):
             )
         self.func = func
         self.name = _check_name(name, "name") if name is not None else f"{func.__module__}:{func.__qualname__}"
+        if self.name.startswith("stent."):
+            raise ConfigurationError(f"durable function names starting with 'stent.' are reserved: {self.name!r}")
         self.queue = _check_name(queue, "queue")
         if isinstance(tags, str):
             raise ConfigurationError(f"tags must be a list of strings, got the string {tags!r}; write tags=[{tags!r}]")
@@ -73,6 +87,28 @@ class DurableFunction(Generic[P, R]):
         ):
             raise ConfigurationError(f"max_concurrent must be a positive int or None, got {max_concurrent!r}")
         self.max_concurrent = max_concurrent
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise ConfigurationError(f"retry_policy must be a stent.RetryPolicy, got {retry_policy!r}")
+        self.retry_policy = retry_policy
+        self.timeout = None if timeout is None else parse_duration(timeout, name="timeout")
+        if max_duration is not None and expiry is not None:
+            raise ConfigurationError("give max_duration or its older name expiry, not both")
+        limit = max_duration if max_duration is not None else expiry
+        self.max_duration = None if limit is None else parse_duration(limit, name="max_duration")
+        for flag_name, flag in (("idempotent", idempotent), ("cached", cached)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{flag_name} must be True or False, got {flag!r}")
+        if idempotency_key_func is not None and not callable(idempotency_key_func):
+            raise ConfigurationError(f"idempotency_key_func must be callable, got {idempotency_key_func!r}")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
+            raise ConfigurationError(f"version must be a string or an int, got {version!r}")
+        if cache_ttl is not None and not cached:
+            raise ConfigurationError("cache_ttl applies only to cached=True functions")
+        self.idempotent = idempotent or cached or idempotency_key_func is not None
+        self.cached = cached
+        self.idempotency_key_func = idempotency_key_func
+        self.version = version
+        self.cache_ttl = None if cache_ttl is None else parse_duration(cache_ttl, name="cache_ttl")
         self.signature = inspect.signature(func)
         self._hints: dict[str, Any] | None = None
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
@@ -100,6 +136,25 @@ class DurableFunction(Generic[P, R]):
             return ctx.call_step(self, step, args, kwargs)
         return _auto_dispatch(self, args, kwargs)
 
+    def map(self, items: Iterable[Any]) -> Coroutine[Any, Any, list[R]]:
+        """Call the function once per item, in parallel; results in item order, the first failure raised.
+
+        Inside a workflow the calls are steps created in one storage call; outside, each item is a new
+        execution on the current executor.
+        """
+        return self._fan_out([((item,), {}) for item in items])
+
+    def starmap(self, items: Iterable[Sequence[Any]]) -> Coroutine[Any, Any, list[R]]:
+        """Like :meth:`map`, with each item unpacked as the positional arguments."""
+        return self._fan_out([(tuple(args), {}) for args in items])
+
+    def _fan_out(self, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> Coroutine[Any, Any, list[R]]:
+        ctx = current_task()
+        if ctx is not None:
+            steps = [ctx.call_step(self, ctx.next_step(), args, kwargs) for args, kwargs in calls]
+            return _gather_list(steps)
+        return _dispatch_many(self, calls)
+
     def __repr__(self) -> str:
         return f"<durable function {self.name}>"
 
@@ -111,6 +166,22 @@ class DurableFunction(Generic[P, R]):
 def _code_id(func: Callable[..., Any]) -> tuple[str, int]:
     code = getattr(func, "__code__", None)
     return (getattr(code, "co_filename", ""), getattr(code, "co_firstlineno", 0))
+
+
+async def _gather_list(steps: list[Coroutine[Any, Any, R]]) -> list[R]:
+    import asyncio
+
+    return list(await asyncio.gather(*steps))
+
+
+async def _dispatch_many(fn: DurableFunction[Any, R], calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[R]:
+    import asyncio
+
+    from stent.executor import Stent
+
+    executor = Stent.current()
+    ids = [await executor.dispatch(fn, *args, **kwargs) for args, kwargs in calls]
+    return list(await asyncio.gather(*(executor.wait_for(i) for i in ids)))
 
 
 async def _auto_dispatch(fn: DurableFunction[Any, R], args: Sequence[Any], kwargs: dict[str, Any]) -> R:
@@ -133,6 +204,15 @@ def durable(
     tags: Iterable[str] = (),
     priority: int = 0,
     max_concurrent: int | None = None,
+    retry_policy: RetryPolicy | None = None,
+    timeout: float | timedelta | str | None = None,
+    max_duration: float | timedelta | str | None = None,
+    expiry: float | timedelta | str | None = None,
+    idempotent: bool = False,
+    cached: bool = False,
+    idempotency_key_func: Callable[..., str] | None = None,
+    version: str | int | None = None,
+    cache_ttl: float | timedelta | str | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], DurableFunction[P, R]]: ...
 
 

@@ -1,8 +1,17 @@
 """Running one claimed task: call its function, journal its steps, and record how it ended.
 
-The runner is the task's :class:`~stent.engine.context.TaskHost`.  Step creation is batched per task: every
+The runner is the tasks' :class:`~stent.engine.context.TaskHost`.  Step creation is batched per task: every
 durable call a task starts in one turn of the event loop (``asyncio.gather`` of ten calls, say) reaches storage
 in a single ``get_or_create_steps`` call.
+
+How a run ends, and what is written:
+
+* the function returned: ``complete_task`` with its result and its context updates, in one transaction;
+* it raised: ``fail_task``, as a retry at a later time when its retry policy allows, otherwise for good (a
+  task's own error is dead-lettered; an error that came from a failed child is not, the child already is);
+* its execution is being cancelled: ``cancel_task`` after its ``finally`` blocks ran;
+* it was suspended: the suspension was already written, nothing more;
+* its lease was lost: nothing (the write would be rejected anyway).
 """
 
 from __future__ import annotations
@@ -10,12 +19,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
+from stent._async import wait_event_or_timeout
 from stent.engine.context import TaskContext
 from stent.engine.durable import DurableFunction, lookup_function, registered_functions
+from stent.engine.tasks import TaskOptions
 from stent.errors import (
+    ActivityTimeout,
     LeaseLost,
     SerializationError,
     StentError,
@@ -29,16 +42,11 @@ log = logging.getLogger("stent.runner")
 
 
 class TaskAbandoned(Exception):
-    """Raised inside the runner when the task must stop without writing (its lease is gone)."""
-
-
-class _StepBatch:
-    def __init__(self) -> None:
-        self.items: list[tuple[StepKey, NewTask, asyncio.Future[TaskRecord]]] = []
+    """The task must stop without writing anything more (its lease is gone)."""
 
 
 class TaskRunner:
-    """Runs tasks for one worker; implements the TaskHost protocol for the tasks it runs."""
+    """Runs tasks for one worker and is the TaskHost of the tasks it runs."""
 
     def __init__(
         self,
@@ -47,65 +55,150 @@ class TaskRunner:
         on_waiting: Callable[[str], None],
         on_resumed: Callable[[str], None],
         lease_seconds: float,
+        suspend_after: float,
     ) -> None:
         self.runtime = runtime
+        self.codec = runtime.codec
         self._on_waiting = on_waiting
         self._on_resumed = on_resumed
         self._lease_seconds = lease_seconds
-        self._batches: dict[str, _StepBatch] = {}
+        self._suspend_after = suspend_after
+        self._batches: dict[str, list[tuple[StepKey, NewTask, asyncio.Future[TaskRecord]]]] = {}
+        self._active: dict[str, TaskContext] = {}
+        self.draining = False
 
     # -- TaskHost ------------------------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        return self.runtime.clock.now()
+
     def new_task_id(self) -> str:
         return uuid.uuid4().hex
-
-    def encode_call(self, fn: DurableFunction[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-        return self.runtime.codec.encode_call(fn, args, kwargs)
-
-    def step_outcome(self, fn: DurableFunction[Any, Any], record: TaskRecord) -> Any:
-        if record.state.value == "completed":
-            return self.runtime.codec.decode_result(fn, record.result)
-        raise self.runtime.codec.decode_error(record.error)
 
     async def create_step(self, ctx: TaskContext, key: StepKey, new: NewTask) -> TaskRecord:
         future: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
         batch = self._batches.get(ctx.task_id)
         if batch is None:
-            batch = self._batches[ctx.task_id] = _StepBatch()
+            batch = self._batches[ctx.task_id] = []
+            flushed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            ctx.flushing.add(flushed)
             # Flush after every coroutine scheduled in this turn of the loop has added its step.
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush(ctx)))
-        batch.items.append((key, new, future))
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush(ctx, flushed)))
+        batch.append((key, new, future))
         return await future
 
-    async def _flush(self, ctx: TaskContext) -> None:
-        batch = self._batches.pop(ctx.task_id, None)
-        if batch is None or not batch.items:
-            return
-        storage = self.runtime.storage
+    async def _flush(self, ctx: TaskContext, flushed: asyncio.Future[None]) -> None:
+        batch = self._batches.pop(ctx.task_id, [])
         try:
-            records = await storage.get_or_create_steps(
-                ctx.task.fence, [(k, n) for k, n, _ in batch.items], self.runtime.clock.now()
-            )
-        except BaseException as exc:
-            for _, _, future in batch.items:
+            if not batch:
+                return
+            try:
+                records = await self.runtime.storage.get_or_create_steps(
+                    ctx.task.fence,
+                    [(k, n) for k, n, _ in batch],
+                    self.now(),
+                    allow_stopping=ctx.cancel_requested,
+                )
+            except BaseException as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            created_queues = []
+            for record, (_, new, future) in zip(records, batch):
+                if not record.state.terminal:
+                    ctx.open_steps.add(record.task_id)
+                    if record.task_id == new.task_id and record.kind.value == "call":
+                        created_queues.append(record.queue)
                 if not future.done():
-                    future.set_exception(exc)
-            return
-        created_queues = [
-            r.queue for r, (_, n, _) in zip(records, batch.items) if r.task_id == n.task_id and not r.state.terminal
-        ]
-        for record, (_, _, future) in zip(records, batch.items):
-            if not future.done():
-                future.set_result(record)
-        if created_queues:
-            await self.runtime.work_created(created_queues)
+                    future.set_result(record)
+            if created_queues:
+                await self.runtime.work_created(created_queues)
+        finally:
+            ctx.flushing.discard(flushed)
+            if not flushed.done():
+                flushed.set_result(None)
 
-    async def wait_step(self, ctx: TaskContext, task_id: str) -> TaskRecord:
-        self._on_waiting(ctx.task_id)
+    async def wait_step(
+        self, ctx: TaskContext, task_id: str, *, wake_at: datetime | None, suspend: bool
+    ) -> TaskRecord:
+        token = object()
+        if wake_at is not None:
+            ctx.timers[token] = wake_at
+        self._begin_wait(ctx)
         try:
+            if suspend or self.draining:
+                await self._suspend_from_inside(ctx)
             return await self.runtime.waiters.wait(task_id)
         finally:
+            ctx.timers.pop(token, None)
+            self._end_wait(ctx)
+
+    async def sleep_until(self, ctx: TaskContext, wake_at: datetime) -> None:
+        remaining = (wake_at - self.now()).total_seconds()
+        if remaining <= 0:
+            return
+        token = object()
+        ctx.timers[token] = wake_at
+        self._begin_wait(ctx)
+        try:
+            if remaining > self._suspend_after or self.draining:
+                await self._suspend_from_inside(ctx)
+            await self.runtime.clock.sleep(remaining)
+        finally:
+            ctx.timers.pop(token, None)
+            self._end_wait(ctx)
+
+    async def expire_step(self, ctx: TaskContext, task_id: str, error: str) -> TaskRecord:
+        text = self.codec.encode_error(StentError(error))
+        return await self.runtime.storage.expire_step(ctx.task.fence, task_id, text, self.now())
+
+    def _begin_wait(self, ctx: TaskContext) -> None:
+        ctx.waits += 1
+        if ctx.waits == 1:
+            self._on_waiting(ctx.task_id)
+
+    def _end_wait(self, ctx: TaskContext) -> None:
+        ctx.waits -= 1
+        if ctx.waits == 0 and not ctx.suspended:
             self._on_resumed(ctx.task_id)
+
+    # -- suspension and interruption -----------------------------------------------------------------------
+
+    async def _suspend_from_inside(self, ctx: TaskContext) -> None:
+        """Park the task in storage, then end its code here; never returns."""
+        await self._suspend(ctx)
+        await asyncio.get_running_loop().create_future()  # the cancellation from _suspend lands here
+
+    async def _suspend(self, ctx: TaskContext) -> None:
+        if ctx.suspended:
+            return
+        ctx.suspended = True
+        if ctx.flushing:  # steps being journaled right now must be known before the wake condition is written
+            await asyncio.gather(*ctx.flushing, return_exceptions=True)
+        wake_at = min(ctx.timers.values()) if ctx.timers else None
+        try:
+            await self.runtime.storage.suspend_task(
+                ctx.task.fence, waiting_on=sorted(ctx.open_steps), wake_at=wake_at, now=self.now()
+            )
+        except StentError as exc:
+            log.warning("could not suspend task %s (%s); it will be recovered when its lease expires", ctx.task_id, exc)
+        if ctx.handle is not None:
+            ctx.handle.cancel()
+
+    def suspend(self, task_id: str) -> None:
+        """Suspend a waiting task from outside (a draining worker)."""
+        ctx = self._active.get(task_id)
+        if ctx is not None and not ctx.suspended:
+            asyncio.ensure_future(self._suspend(ctx))
+
+    def interrupt(self, task_id: str) -> None:
+        """Raise CancelledError into a task whose execution is being cancelled."""
+        ctx = self._active.get(task_id)
+        if ctx is not None and not ctx.cancel_requested:
+            ctx.cancel_requested = True
+            if ctx.handle is not None:
+                ctx.handle.cancel()
 
     # -- running -------------------------------------------------------------------------------------------
 
@@ -116,33 +209,80 @@ class TaskRunner:
         fn = lookup_function(task.function)
         if fn is None:
             error = UnregisteredFunctionError(task.function, registered_functions())
-            await self._fail(task, fn, error, reason="unregistered function", started=started)
+            await self._fail(task, None, error, TaskOptions(), started, reason="unregistered function")
             return
         try:
-            args, kwargs = runtime.codec.decode_call(fn, task.args)
+            options = TaskOptions.loads(task.options)
+            args, kwargs = self.codec.decode_call(fn, task.args)
         except Exception as exc:
-            error = SerializationError(f"the stored arguments of task {task.task_id} cannot be decoded: {exc}")
-            await self._fail(task, fn, error, reason="undecodable arguments", started=started)
+            error = SerializationError(f"the stored task {task.task_id} cannot be decoded: {exc}")
+            await self._fail(task, fn, error, TaskOptions(), started, reason="undecodable task")
             return
+        if options.cache_key is not None:
+            cached = await runtime.storage.cache_get(options.cache_key, self.now())
+            if cached is not None:
+                await self._complete(task, cached, None, started)
+                return
         ctx = TaskContext(task, self)
+        ctx.handle = asyncio.current_task()
+        self._active[task.task_id] = ctx
         token = ctx.activate()
         try:
-            value = await fn.func(*args, **kwargs)
+            value = await self._call(fn, args, kwargs, options.timeout)
         except LeaseLost as exc:
             raise TaskAbandoned(str(exc)) from exc
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            if ctx.suspended:
+                return
+            if ctx.cancel_requested:
+                await self._cancelled(task, exc)
+                return
             raise
         except BaseException as exc:  # user code may raise anything; the worker must go on
-            await self._fail(task, fn, exc, reason=f"{type(exc).__name__}: {exc}", started=started)
+            if ctx.cancel_requested:
+                await self._cancelled(task, exc)
+                return
+            await self._fail(task, fn, exc, options, started, reason=f"{type(exc).__name__}: {exc}")
             return
         finally:
             TaskContext.deactivate(token)
+            self._active.pop(task.task_id, None)
         try:
-            result = runtime.codec.encode_result(fn, value)
+            result = self.codec.encode_result(fn, value)
         except SerializationError as exc:
-            await self._fail(task, fn, exc, reason="unserializable result", started=started)
+            await self._fail(task, fn, exc, TaskOptions(), started, reason=str(exc))
             return
-        record = await self._write(task, lambda now: runtime.storage.complete_task(task.fence, result, now))
+        await self._complete(task, result, ctx, started)
+        if options.cache_key is not None:
+            expires = None if options.cache_ttl is None else self.now() + timedelta(seconds=options.cache_ttl)
+            try:
+                await runtime.storage.cache_put(options.cache_key, result, expires, self.now())
+            except StentError as exc:
+                log.warning("could not store the idempotent result of %s: %s", task.function, exc)
+
+    async def _call(
+        self, fn: DurableFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        if timeout is None:
+            return await fn.func(*args, **kwargs)
+        inner = asyncio.ensure_future(fn.func(*args, **kwargs))
+        done = asyncio.Event()
+        inner.add_done_callback(lambda _: done.set())
+        try:
+            finished = await wait_event_or_timeout(done, self.runtime.clock, timeout)
+        except asyncio.CancelledError:
+            inner.cancel()
+            raise
+        if not finished:
+            inner.cancel()
+            await asyncio.gather(inner, return_exceptions=True)
+            raise ActivityTimeout(f"{fn.name} ran longer than its timeout of {timeout:g}s")
+        return inner.result()
+
+    async def _complete(self, task: TaskRecord, result: str, ctx: TaskContext | None, started: float) -> None:
+        runtime = self.runtime
+        update = ctx.update() if ctx is not None else None
+        record = await self._write(task, lambda now: runtime.storage.complete_task(task.fence, result, now, update))
         runtime.metrics.emit(
             "task_completed",
             queue=task.queue,
@@ -152,38 +292,54 @@ class TaskRunner:
         )
         await runtime.task_finished(record)
 
+    async def _cancelled(self, task: TaskRecord, exc: BaseException) -> None:
+        error = self.codec.encode_error(exc if isinstance(exc, Exception) else asyncio.CancelledError("cancelled"))
+        record = await self._write(task, lambda now: self.runtime.storage.cancel_task(task.fence, error, now))
+        await self.runtime.task_finished(record)
+
     async def _fail(
         self,
         task: TaskRecord,
         fn: DurableFunction[Any, Any] | None,
         exc: BaseException,
+        options: TaskOptions,
+        started: float,
         *,
         reason: str,
-        started: float,
     ) -> None:
         runtime = self.runtime
-        try:
-            error = runtime.codec.encode_error(exc)
-        except Exception as encode_exc:  # pragma: no cover - encode_exception falls back to repr itself
-            error = runtime.codec.encode_error(StentError(f"{reason} (error not storable: {encode_exc})"))
-        failure = TaskFailure(error=error, reason=reason[:1000], retry_at=None, dead_letter=True)
+        policy = options.retry
+        from_child = bool(getattr(exc, "__stent_from_step__", False))
+        retrying = (
+            not from_child
+            and isinstance(exc, Exception)
+            and task.attempt < policy.max_attempts
+            and policy.retries(exc)
+        )
+        retry_at = None
+        if retrying:
+            retry_at = self.now() + timedelta(seconds=policy.delay(task.attempt, runtime.rng))
+        failure = TaskFailure(
+            error=self.codec.encode_error(exc), reason=reason[:1000], retry_at=retry_at, dead_letter=not from_child
+        )
         record = await self._write(task, lambda now: runtime.storage.fail_task(task.fence, failure, now))
         fields = {"queue": task.queue, "step_name": task.function, "kind": task.kind.value}
-        runtime.metrics.emit("task_failed", reason=failure.reason, retrying=False, **fields)
-        if record.state.terminal and failure.dead_letter:
-            runtime.metrics.emit("dead_lettered", reason=failure.reason, **fields)
+        runtime.metrics.emit("task_failed", reason=failure.reason, retrying=retrying, **fields)
         if record.state.terminal:
+            if failure.dead_letter:
+                runtime.metrics.emit("dead_lettered", reason=failure.reason, **fields)
             await runtime.task_finished(record)
+        elif retry_at is not None:
+            log.info("task %s (%s) failed, attempt %d will run at %s", task.task_id, task.function, task.attempt + 1, retry_at)
 
-    async def _write(self, task: TaskRecord, write: Callable[[Any], Any]) -> TaskRecord:
+    async def _write(self, task: TaskRecord, write: Callable[[datetime], Awaitable[TaskRecord]]) -> TaskRecord:
         """Perform a fenced write, retrying through storage outages while the lease may still hold."""
         clock = self.runtime.clock
         give_up_at = clock.monotonic() + self._lease_seconds
         delay = 0.05
         while True:
             try:
-                record: TaskRecord = await write(clock.now())
-                return record
+                return await write(clock.now())
             except LeaseLost as exc:
                 raise TaskAbandoned(str(exc)) from exc
             except StorageUnavailable as exc:

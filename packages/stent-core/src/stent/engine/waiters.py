@@ -44,6 +44,8 @@ class WaiterRegistry:
         # (the completion ran between the caller's read and its wait) finds the record here instead of waiting
         # for the next poll.
         self._recent: OrderedDict[str, TaskRecord] = OrderedDict()
+        self._executions: dict[str, list[asyncio.Future[None]]] = {}
+        self._recent_executions: OrderedDict[str, None] = OrderedDict()
 
     @property
     def waiting(self) -> int:
@@ -57,8 +59,7 @@ class WaiterRegistry:
             return recent
         future: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
         self._futures.setdefault(task_id, []).append(future)
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.ensure_future(self._poll_loop())
+        self._ensure_poller()
         try:
             return await future
         finally:
@@ -79,6 +80,34 @@ class WaiterRegistry:
             if not future.done():
                 future.set_result(record)
 
+    async def wait_execution(self, execution_id: str) -> None:
+        """Return once the execution has ended (its record then shows how)."""
+        if execution_id in self._recent_executions:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._executions.setdefault(execution_id, []).append(future)
+        self._ensure_poller()
+        try:
+            await future
+        finally:
+            waiters = self._executions.get(execution_id)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._executions[execution_id]
+
+    def execution_finished(self, execution_id: str) -> None:
+        self._recent_executions[execution_id] = None
+        if len(self._recent_executions) > _RECENT_LIMIT:
+            self._recent_executions.popitem(last=False)
+        for future in self._executions.pop(execution_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.ensure_future(self._poll_loop())
+
     def hint(self) -> None:
         """Something may have finished elsewhere: poll now instead of at the next interval."""
         self._kick.set()
@@ -94,17 +123,18 @@ class WaiterRegistry:
 
     async def _poll_loop(self) -> None:
         interval = self._min
-        while self._futures:
+        while self._futures or self._executions:
             kicked = await wait_event_or_timeout(self._kick, self._clock, interval)
             self._kick.clear()
             interval = self._min if kicked else min(interval * self._factor, self._max)
-            ids = list(self._futures)
-            if not ids:
-                break
             try:
-                records = await self._storage.get_tasks(ids)
+                ids = list(self._futures)
+                if ids:
+                    for record in await self._storage.get_tasks(ids):
+                        self.resolve(record)
+                for execution_id in list(self._executions):
+                    execution = await self._storage.get_execution(execution_id)
+                    if execution is None or execution.state.terminal:
+                        self.execution_finished(execution_id)
             except StentError as exc:
-                log.warning("polling for finished tasks failed, will retry: %s", exc)
-                continue
-            for record in records:
-                self.resolve(record)
+                log.warning("polling for finished work failed, will retry: %s", exc)

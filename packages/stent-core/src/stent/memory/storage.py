@@ -3,49 +3,45 @@
 Every other adapter is measured against this one by the conformance suite, and the simulator runs fleets on
 it.  Each method runs without awaiting in between its reads and writes, so on one event loop every method is
 atomic, exactly as a transaction is in a database.
+
+The task lifecycle lives here; signals, cancellation, dead letters and housekeeping are in
+:mod:`stent.memory.operations`, which this class mixes in.
 """
 
 from __future__ import annotations
 
-import uuid
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import attrs
 
-from stent.errors import LeaseLost, TaskNotFound
+from stent.errors import ExecutionStopping, LeaseLost, TaskNotFound
+from stent.memory.operations import MemoryOperations
+from stent.memory.state import MemoryState
 from stent.model import (
+    SIGNAL_PREFIX,
     ClaimRequest,
+    ContextUpdate,
     ExecutionPage,
     ExecutionRecord,
     ExecutionState,
     Fence,
+    LeaseReport,
     NewExecution,
     NewTask,
     StepKey,
     TaskFailure,
+    TaskKind,
     TaskRecord,
     TaskState,
 )
 
 
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-class MemoryStorage:
+class MemoryStorage(MemoryOperations, MemoryState):
     """Storage kept in dictionaries of one process; gone when the process ends."""
 
     capabilities: frozenset[str] = frozenset()
-
-    def __init__(self) -> None:
-        self._executions: dict[str, ExecutionRecord] = {}
-        self._tasks: dict[str, TaskRecord] = {}
-        self._steps: dict[StepKey, str] = {}
-        self._by_execution: dict[str, list[str]] = {}
-        self._dead_letters: dict[str, TaskRecord] = {}
-        self._token_seq = 0
-        self.closed = False
 
     async def init_db(self) -> None:
         return None
@@ -89,10 +85,6 @@ class MemoryStorage:
             finished_at=now if finished else None,
         )
 
-    def _insert(self, task: TaskRecord) -> None:
-        self._tasks[task.task_id] = task
-        self._by_execution.setdefault(task.execution_id, []).append(task.task_id)
-
     def _fenced(self, fence: Fence) -> TaskRecord:
         task = self._tasks.get(fence.task_id)
         if task is None:
@@ -103,34 +95,22 @@ class MemoryStorage:
             raise LeaseLost(fence.task_id, f"task is {task.state.value}")
         return task
 
-    def _set(self, task: TaskRecord, **changes: object) -> TaskRecord:
-        updated = attrs.evolve(task, **changes)  # type: ignore[misc]
-        self._tasks[task.task_id] = updated
-        return updated
-
-    def _finish_execution(self, execution_id: str, state: ExecutionState, now: datetime, **fields: object) -> None:
+    def _apply_update(self, execution_id: str, update: ContextUpdate | None, now: datetime) -> None:
+        if not update:
+            return
         execution = self._executions[execution_id]
-        if execution.state.terminal:
-            return
-        self._executions[execution_id] = attrs.evolve(  # type: ignore[misc]
-            execution, state=state, updated_at=now, finished_at=now, **fields
+        counters = json.loads(execution.counters)
+        for name, amount in update.increments:
+            counters[name] = counters.get(name, 0) + amount
+        state = json.loads(execution.custom_state)
+        for name, value in update.state:
+            state[name] = json.loads(value)
+        self._executions[execution_id] = attrs.evolve(
+            execution,
+            counters=json.dumps(counters, separators=(",", ":")),
+            custom_state=json.dumps(state, separators=(",", ":")),
+            updated_at=now,
         )
-
-    def _after_finish(self, task: TaskRecord, now: datetime) -> None:
-        """Wake the parent waiting on a finished task, or finish the execution of a finished root."""
-        if task.parent_task_id is None:
-            if task.state is TaskState.COMPLETED:
-                self._finish_execution(task.execution_id, ExecutionState.COMPLETED, now, result=task.result)
-            elif task.state is TaskState.FAILED:
-                self._finish_execution(task.execution_id, ExecutionState.FAILED, now, error=task.error)
-            return
-        parent = self._tasks.get(task.parent_task_id)
-        if parent is None or parent.attempt != task.parent_attempt:
-            return
-        if parent.state is TaskState.WAITING:
-            self._set(parent, state=TaskState.RUNNING, updated_at=now)
-        elif parent.state is TaskState.SUSPENDED:
-            self._set(parent, state=TaskState.PENDING, scheduled_for=now, updated_at=now)
 
     # -- creating work ---------------------------------------------------------------------------------------
 
@@ -154,9 +134,17 @@ class MemoryStorage:
         return execution, True
 
     async def get_or_create_steps(
-        self, parent: Fence, steps: Sequence[tuple[StepKey, NewTask]], now: datetime
+        self,
+        parent: Fence,
+        steps: Sequence[tuple[StepKey, NewTask]],
+        now: datetime,
+        *,
+        allow_stopping: bool = False,
     ) -> list[TaskRecord]:
         owner = self._fenced(parent)
+        execution = self._executions[owner.execution_id]
+        if not allow_stopping and (execution.state.terminal or execution.state is ExecutionState.CANCELLING):
+            raise ExecutionStopping(execution.execution_id, execution.state.value)
         out: list[TaskRecord] = []
         for key, new in steps:
             existing_id = self._steps.get(key)
@@ -166,16 +154,33 @@ class MemoryStorage:
             task = self._task_from_new(new, owner.execution_id, now, parent=owner, key=key)
             self._insert(task)
             self._steps[key] = task.task_id
+            if task.kind is TaskKind.SIGNAL:
+                task = self._match_buffered_signal(task, now)
             out.append(task)
         if any(not t.state.terminal for t in out) and owner.state is TaskState.RUNNING:
             self._set(owner, state=TaskState.WAITING, updated_at=now)
         return out
 
+    def _match_buffered_signal(self, step: TaskRecord, now: datetime) -> TaskRecord:
+        name = step.function[len(SIGNAL_PREFIX) :]
+        for index, signal in enumerate(self._signals.get(step.execution_id, [])):
+            if signal.name == name and signal.consumed_by is None:
+                self._signals[step.execution_id][index] = attrs.evolve(signal, consumed_by=step.task_id)
+                return self._set(
+                    step, state=TaskState.COMPLETED, result=signal.payload, finished_at=now, updated_at=now
+                )
+        return step
+
     # -- claiming and leases ---------------------------------------------------------------------------------
 
     def _claimable(self, task: TaskRecord, request: ClaimRequest, now: datetime) -> bool:
+        if task.kind is not TaskKind.CALL:
+            return False
         if task.state is TaskState.PENDING:
             if task.scheduled_for > now:
+                return False
+        elif task.state is TaskState.SUSPENDED:
+            if task.wake_at is None or task.wake_at > now:
                 return False
         elif task.state.leased:
             if task.lease_expires_at is None or task.lease_expires_at > now:
@@ -186,15 +191,18 @@ class MemoryStorage:
             return False
         if request.queues is not None and task.queue not in request.queues:
             return False
-        if request.tags is not None and task.tags and not request.tags.intersection(task.tags):
-            return False
-        return True
+        return request.tags is None or not task.tags or bool(request.tags.intersection(task.tags))
+
+    def _ready_at(self, task: TaskRecord) -> datetime:
+        if task.state is TaskState.SUSPENDED and task.wake_at is not None:
+            return task.wake_at
+        return task.scheduled_for
 
     async def claim_tasks(self, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
         if request.limit <= 0:
             return []
         candidates = [t for t in self._tasks.values() if self._claimable(t, request, now)]
-        candidates.sort(key=lambda t: (-t.priority, t.scheduled_for, t.created_at, t.task_id))
+        candidates.sort(key=lambda t: (-t.priority, self._ready_at(t), t.created_at, t.task_id))
         running: dict[str, int] = {}
         for t in self._tasks.values():
             if t.state is TaskState.RUNNING and t.max_concurrent is not None:
@@ -218,6 +226,7 @@ class MemoryStorage:
                 lease_expires_at=lease_until,
                 fencing_token=self._token_seq,
                 started_at=task.started_at or now,
+                wake_at=None,
                 updated_at=now,
             )
             if task.parent_task_id is None:
@@ -231,20 +240,25 @@ class MemoryStorage:
 
     async def renew_leases(
         self, worker_id: str, fences: Sequence[Fence], lease_seconds: float, now: datetime
-    ) -> set[str]:
-        held: set[str] = set()
+    ) -> LeaseReport:
+        renewed: set[str] = set()
+        stopping: set[str] = set()
         lease_until = now + timedelta(seconds=lease_seconds)
         for fence in fences:
             task = self._tasks.get(fence.task_id)
             if task is None or task.fencing_token != fence.token or not task.state.leased:
                 continue
             self._set(task, lease_expires_at=lease_until, updated_at=now)
-            held.add(fence.task_id)
-        return held
+            renewed.add(fence.task_id)
+            if self._stopping(task.execution_id):
+                stopping.add(fence.task_id)
+        return LeaseReport(frozenset(renewed), frozenset(stopping))
 
     # -- finishing -------------------------------------------------------------------------------------------
 
-    async def complete_task(self, fence: Fence, result: str, now: datetime) -> TaskRecord:
+    async def complete_task(
+        self, fence: Fence, result: str, now: datetime, update: ContextUpdate | None = None
+    ) -> TaskRecord:
         task = self._fenced(fence)
         task = self._set(
             task,
@@ -256,12 +270,13 @@ class MemoryStorage:
             finished_at=now,
             updated_at=now,
         )
+        self._apply_update(task.execution_id, update, now)
         self._after_finish(task, now)
         return task
 
     async def fail_task(self, fence: Fence, failure: TaskFailure, now: datetime) -> TaskRecord:
         task = self._fenced(fence)
-        if failure.retry_at is not None:
+        if failure.retry_at is not None and not self._stopping(task.execution_id):
             return self._set(
                 task,
                 state=TaskState.PENDING,
@@ -282,7 +297,7 @@ class MemoryStorage:
             updated_at=now,
         )
         if failure.dead_letter:
-            self._dead_letters[task.task_id] = task
+            self._add_dead_letter(task, failure.reason, now)
         self._after_finish(task, now)
         return task
 
@@ -296,6 +311,41 @@ class MemoryStorage:
             lease_expires_at=None,
             updated_at=now,
         )
+
+    async def suspend_task(
+        self, fence: Fence, *, waiting_on: Sequence[str], wake_at: datetime | None, now: datetime
+    ) -> TaskRecord:
+        task = self._fenced(fence)
+        already = (wake_at is not None and wake_at <= now) or any(
+            self._tasks[t].state.terminal for t in waiting_on if t in self._tasks
+        )
+        common = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+        if already:
+            return self._set(task, state=TaskState.PENDING, scheduled_for=now, wake_at=None, **common)
+        return self._set(task, state=TaskState.SUSPENDED, wake_at=wake_at, **common)
+
+    async def cancel_task(self, fence: Fence, error: str | None, now: datetime) -> TaskRecord:
+        task = self._fenced(fence)
+        task = self._set(
+            task,
+            state=TaskState.CANCELLED,
+            error=error,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=now,
+            updated_at=now,
+        )
+        self._after_finish(task, now)
+        return task
+
+    async def expire_step(self, parent: Fence, task_id: str, error: str, now: datetime) -> TaskRecord:
+        self._fenced(parent)
+        step = self._tasks.get(task_id)
+        if step is None or step.parent_task_id != parent.task_id:
+            raise TaskNotFound(task_id)
+        if step.state.terminal:
+            return step
+        return self._set(step, state=TaskState.FAILED, error=error, finished_at=now, updated_at=now)
 
     # -- reads -----------------------------------------------------------------------------------------------
 
@@ -334,5 +384,5 @@ class MemoryStorage:
         return sum(
             1
             for t in self._tasks.values()
-            if t.state is TaskState.PENDING and (queue is None or t.queue == queue)
+            if t.state is TaskState.PENDING and t.kind is TaskKind.CALL and (queue is None or t.queue == queue)
         )

@@ -91,6 +91,8 @@ class RenewDone:
     renewed: frozenset[str]
     asked: frozenset[str]
     failed: bool = False
+    #: Renewed tasks whose execution is cancelling or finished: their code must be interrupted.
+    stopping: frozenset[str] = frozenset()
 
 
 @attrs.frozen
@@ -123,6 +125,13 @@ class AbandonTask:
 
 
 @attrs.frozen
+class InterruptTask:
+    """Raise CancelledError into a task's code (its execution is cancelling); it then records the cancellation."""
+
+    task_id: str
+
+
+@attrs.frozen
 class SuspendWaiting:
     """Give back the tasks that are only waiting (draining): suspend them so another worker resumes them."""
 
@@ -137,11 +146,16 @@ class ReleaseRunning:
 
 
 @attrs.frozen
+class Housekeep:
+    """Periodic chores: end executions past their deadline, refresh this worker's heartbeat row, cleanup."""
+
+
+@attrs.frozen
 class Stop:
     pass
 
 
-Command = Claim | RenewLeases | AbandonTask | SuspendWaiting | ReleaseRunning | Stop
+Command = Claim | RenewLeases | AbandonTask | InterruptTask | SuspendWaiting | ReleaseRunning | Housekeep | Stop
 
 _TRANSITIONS: dict[tuple[LifecycleState, type], LifecycleState] = {
     (LifecycleState.STARTING, Started): LifecycleState.READY,
@@ -157,6 +171,7 @@ class WorkerConfig:
     poll_interval_max: float
     poll_backoff_factor: float
     heartbeat_interval: float
+    housekeeping_interval: float = 1.0
 
 
 class WorkerMachine:
@@ -168,6 +183,7 @@ class WorkerMachine:
         self.running: set[str] = set()
         self.waiting: set[str] = set()
         self.handing_back: set[str] = set()  # told to suspend or release; held until the shell reports the end
+        self._interrupted: set[str] = set()
         self.poll_delay = config.poll_interval
         self._next_claim_at: float | None = None
         self._claim_in_flight = False
@@ -176,6 +192,7 @@ class WorkerMachine:
         self._renew_in_flight = False
         self._drain_deadline: float | None = None
         self._drain_handed_back = False
+        self._next_housekeeping_at: float | None = None
 
     # -- queries -------------------------------------------------------------------------------------------
 
@@ -192,7 +209,7 @@ class WorkerMachine:
         claim_at = None if self._claim_in_flight else self._next_claim_at
         heartbeat_at = None if self._renew_in_flight else self._next_heartbeat_at
         drain_at = None if self._drain_handed_back else self._drain_deadline
-        times = [t for t in (claim_at, heartbeat_at, drain_at) if t is not None]
+        times = [t for t in (claim_at, heartbeat_at, drain_at, self._next_housekeeping_at) if t is not None]
         return min(times) if times else None
 
     # -- the one entry point -------------------------------------------------------------------------------
@@ -202,6 +219,7 @@ class WorkerMachine:
         match event:
             case Started(now):
                 self._next_claim_at = now
+                self._next_housekeeping_at = now
             case ClaimDone(now, requested, claimed, failed):
                 self._on_claim_done(now, requested, claimed, failed)
             case TaskWaiting(_, task_id):
@@ -217,6 +235,7 @@ class WorkerMachine:
                 self.running.discard(task_id)
                 self.waiting.discard(task_id)
                 self.handing_back.discard(task_id)
+                self._interrupted.discard(task_id)
                 self._rearm_claim(now)
             case WorkNotified(now):
                 self.poll_delay = self.config.poll_interval
@@ -261,6 +280,10 @@ class WorkerMachine:
                     self.waiting.discard(task_id)
                     self.handing_back.discard(task_id)
                     commands.append(AbandonTask(task_id, "lease lost: another worker took the task over"))
+            for task_id in sorted(event.stopping & event.renewed):
+                if task_id in self.held and task_id not in self._interrupted:
+                    self._interrupted.add(task_id)
+                    commands.append(InterruptTask(task_id))
         commands.extend(self._decide(event.now))
         return commands
 
@@ -270,12 +293,16 @@ class WorkerMachine:
             return commands
         if self.state is LifecycleState.READY:
             commands.extend(self._maybe_claim(now))
+            if self._next_housekeeping_at is not None and now >= self._next_housekeeping_at:
+                self._next_housekeeping_at = now + self.config.housekeeping_interval
+                commands.append(Housekeep())
         elif self.state is LifecycleState.DRAINING:
             commands.extend(self._drain(now))
         commands.extend(self._maybe_heartbeat(now))
         if self.state is LifecycleState.DRAINING and not self.held and not self._claim_in_flight:
             self.state = LifecycleState.STOPPED
             self._next_claim_at = self._next_heartbeat_at = self._drain_deadline = None
+            self._next_housekeeping_at = None
             commands.append(Stop())
         return commands
 
@@ -305,6 +332,7 @@ class WorkerMachine:
 
     def _drain(self, now: float) -> Iterable[Command]:
         self._next_claim_at = None
+        self._next_housekeeping_at = None
         commands: list[Command] = []
         if self.waiting:
             commands.append(SuspendWaiting(tuple(sorted(self.waiting))))

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
 import attrs
 
+from stent.durations import parse_duration
 from stent.errors import ConfigurationError
 
 
 def seconds_of(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """A positive number of seconds from a number or a timedelta, or a ConfigurationError naming the option."""
-    if isinstance(value, timedelta):
-        number = value.total_seconds()
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(
-            f"{name} must be a number of seconds or a datetime.timedelta, got {type(value).__name__} {value!r}"
-        )
-    else:
-        number = float(value)
-    if math.isnan(number) or math.isinf(number):
-        raise ConfigurationError(f"{name} must be a finite number of seconds, got {value!r}")
-    if number < 0 or (number == 0 and not allow_zero):
-        raise ConfigurationError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {value!r}")
-    return number
+    """A duration option in seconds (number, timedelta or text like ``"5m"``), or a ConfigurationError naming it."""
+    return parse_duration(value, allow_zero=allow_zero, name=name)
 
 
 def names_of(name: str, value: Any) -> frozenset[str] | None:

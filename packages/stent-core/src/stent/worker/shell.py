@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from stent._async import wait_event_or_timeout
+from stent.engine.operations import install_sleep_promotion, uninstall_sleep_promotion
 from stent.engine.runner import TaskAbandoned, TaskRunner
 from stent.errors import LeaseLost, StentError
 from stent.model import ClaimRequest, Fence, TaskRecord
 from stent.runtime import Runtime
+from stent.worker.housekeeping import Housekeeper
 from stent.worker.lifecycle import WorkerLifecycle
 from stent.worker.machine import (
     AbandonTask,
@@ -24,6 +27,8 @@ from stent.worker.machine import (
     Command,
     DrainRequested,
     Event,
+    Housekeep,
+    InterruptTask,
     LifecycleState,
     ReleaseRunning,
     RenewDone,
@@ -54,6 +59,9 @@ class WorkerShell:
         options: ServeOptions,
         lifecycle: WorkerLifecycle,
         functions: frozenset[str],
+        *,
+        suspend_after: float = 60.0,
+        promote_sleep: bool = True,
     ) -> None:
         self.runtime = runtime
         self.options = options
@@ -66,13 +74,17 @@ class WorkerShell:
                 poll_interval_max=options.poll_interval_max,
                 poll_backoff_factor=options.poll_backoff_factor,
                 heartbeat_interval=options.heartbeat_interval,
+                housekeeping_interval=min(options.poll_interval_max, 5.0),
             )
         )
+        self.housekeeper = Housekeeper(runtime, options)
+        self._promote_sleep = promote_sleep
         self.runner = TaskRunner(
             runtime,
             on_waiting=lambda task_id: self._post(TaskWaiting(self._now(), task_id)),
             on_resumed=lambda task_id: self._post(TaskResumed(self._now(), task_id)),
             lease_seconds=options.lease_duration,
+            suspend_after=suspend_after,
         )
         self._events: list[Event] = []
         self._wake = asyncio.Event()
@@ -94,10 +106,20 @@ class WorkerShell:
     def request_drain(self) -> None:
         self._wake.set()
 
-    def _spawn_io(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn_io(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(self._guarded(coro))
         self._io.add(task)
         task.add_done_callback(self._io.discard)
+
+    @staticmethod
+    async def _guarded(coro: Coroutine[Any, Any, None]) -> None:
+        # A bug in an adapter must not take the worker loop down with it: log, and let the next cycle retry.
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker I/O failed unexpectedly; continuing")
 
     def _on_work(self, queue: str | None) -> None:
         if queue is None or self.options.queues is None or queue in self.options.queues:
@@ -110,11 +132,14 @@ class WorkerShell:
         unsubscribe = self.runtime.on_work(self._on_work)
         self.lifecycle.worker_id = self.options.worker_id
         self.lifecycle._on_drain.append(self.request_drain)
+        if self._promote_sleep:
+            install_sleep_promotion()
         try:
             self._post(Started(self._now()))
             while True:
                 if self.lifecycle.drain_requested and not self._drain_posted:
                     self._drain_posted = True
+                    self.runner.draining = True
                     self._post(DrainRequested(self._now(), self.lifecycle.drain_timeout))
                 self._wake.clear()
                 events, self._events = self._events, []
@@ -133,6 +158,8 @@ class WorkerShell:
             unsubscribe()
             self.lifecycle._on_drain.remove(self.request_drain)
             await self._shutdown()
+            if self._promote_sleep:
+                uninstall_sleep_promotion()
             self.lifecycle._set_state(LifecycleState.STOPPED)
 
     def _sync_lifecycle(self) -> None:
@@ -148,6 +175,10 @@ class WorkerShell:
         pending = list(self._coroutines.values()) + list(self._io)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await self.runtime.storage.remove_worker(self.options.worker_id)
+        except StentError as exc:
+            log.info("could not remove the heartbeat row of worker %s: %s", self.options.worker_id, exc)
 
     # -- commands ------------------------------------------------------------------------------------------
 
@@ -161,9 +192,19 @@ class WorkerShell:
                 case AbandonTask(task_id, reason):
                     log.warning("task %s stopped: %s", task_id, reason)
                     self._stop_task(task_id, _LOST)
-                case SuspendWaiting(task_ids) | ReleaseRunning(task_ids):
+                case InterruptTask(task_id):
+                    self.runner.interrupt(task_id)
+                case SuspendWaiting(task_ids):
+                    self.runner.draining = True
+                    for task_id in task_ids:
+                        self.runner.suspend(task_id)
+                case ReleaseRunning(task_ids):
                     for task_id in task_ids:
                         self._stop_task(task_id, _RELEASE)
+                case Housekeep():
+                    self._spawn_io(
+                        self.housekeeper.run(state=self.machine.state.value, running=len(self.machine.running))
+                    )
                 case Stop():
                     pass
 
@@ -186,7 +227,7 @@ class WorkerShell:
         )
         try:
             records = await runtime.storage.claim_tasks(request, runtime.clock.now())
-        except StentError as exc:
+        except Exception as exc:
             log.warning("claim failed, will retry after the poll interval: %s", exc)
             self._post(ClaimDone(self._now(), limit, (), failed=True))
             return
@@ -200,17 +241,17 @@ class WorkerShell:
         runtime = self.runtime
         fences = [self._records[t].fence for t in task_ids if t in self._records]
         try:
-            renewed = await runtime.storage.renew_leases(
+            report = await runtime.storage.renew_leases(
                 self.options.worker_id, fences, self.options.lease_duration, runtime.clock.now()
             )
-        except StentError as exc:
+        except Exception as exc:
             log.warning("lease renewal failed, will retry at the next heartbeat: %s", exc)
             self._post(RenewDone(self._now(), frozenset(), frozenset(task_ids), failed=True))
             return
         for fence in fences:
-            runtime.metrics.emit("lease_renewed", task_id=fence.task_id, success=fence.task_id in renewed)
+            runtime.metrics.emit("lease_renewed", task_id=fence.task_id, success=fence.task_id in report.renewed)
         asked = frozenset(f.task_id for f in fences)
-        self._post(RenewDone(self._now(), frozenset(renewed), asked))
+        self._post(RenewDone(self._now(), report.renewed, asked, stopping=report.stopping))
 
     async def _run(self, record: TaskRecord) -> None:
         task_id = record.task_id

@@ -1,0 +1,96 @@
+"""Building the stored form of a call (a :class:`~stent.model.NewTask`) and reading its options back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from stent.engine.codec import Codec
+from stent.errors import ConfigurationError
+from stent.model import NewTask
+from stent.retry import NO_RETRY, RetryPolicy
+
+if TYPE_CHECKING:
+    from stent.engine.durable import DurableFunction
+
+
+@attrs.frozen
+class TaskOptions:
+    """Per-task options kept with the task, so the worker that runs it needs nothing but the stored row."""
+
+    retry: RetryPolicy = NO_RETRY
+    timeout: float | None = None
+    cache_key: str | None = None
+    cache_ttl: float | None = None
+    signal_deadline: str | None = None  # ISO time a signal wait gives up
+
+    def dumps(self) -> str:
+        data: dict[str, Any] = {}
+        if self.retry != NO_RETRY:
+            data["retry"] = self.retry.to_dict()
+        for name in ("timeout", "cache_key", "cache_ttl", "signal_deadline"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def loads(cls, text: str) -> TaskOptions:
+        data = json.loads(text or "{}")
+        retry = data.pop("retry", None)
+        return cls(retry=RetryPolicy.from_dict(retry) if retry else NO_RETRY, **data)
+
+
+def idempotency_key(fn: DurableFunction[Any, Any], args_text: str, args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+    """The key a function's result is stored under across executions."""
+    if fn.idempotency_key_func is not None:
+        custom = fn.idempotency_key_func(*args, **kwargs)
+        if not isinstance(custom, str) or not custom:
+            raise ConfigurationError(
+                f"idempotency_key_func of {fn.name} must return a non-empty string, got {custom!r}"
+            )
+        body = custom
+    else:
+        body = hashlib.sha256(args_text.encode()).hexdigest()
+    return f"{fn.name}@{fn.version if fn.version is not None else ''}:{body}"
+
+
+def new_call_task(
+    fn: DurableFunction[Any, Any],
+    codec: Codec,
+    task_id: str,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    tags: Iterable[str] | None = None,
+    retry_policy: RetryPolicy | None = None,
+    scheduled_for: datetime | None = None,
+) -> NewTask:
+    """The task for one call of ``fn``; encoding the arguments first, so a bad one fails before any write."""
+    args_text = codec.encode_call(fn, args, kwargs)
+    policy = retry_policy or fn.retry_policy or NO_RETRY
+    options = TaskOptions(
+        retry=policy,
+        timeout=fn.timeout,
+        cache_key=idempotency_key(fn, args_text, args, kwargs) if fn.idempotent else None,
+        cache_ttl=fn.cache_ttl,
+    )
+    return NewTask(
+        task_id=task_id,
+        function=fn.name,
+        args=args_text,
+        queue=queue or fn.queue,
+        tags=tuple(tags) if tags is not None else fn.tags,
+        priority=fn.priority if priority is None else priority,
+        max_attempts=policy.max_attempts,
+        max_concurrent=fn.max_concurrent,
+        options=options.dumps(),
+        scheduled_for=scheduled_for,
+    )

@@ -1,0 +1,99 @@
+"""A worker's periodic chores, run when the state machine says ``Housekeep``.
+
+* End executions whose ``max_duration`` has passed (any worker may; the storage operation is idempotent).
+* Keep this worker's heartbeat row fresh, for ``stent workers``.
+* Every ``cleanup_interval``, on one worker of the cluster at a time (a leader lock with a TTL), delete finished
+  executions older than ``retention_period``, old dead letters, and stale worker rows, in bounded batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+
+from stent.model import WorkerInfo
+from stent.runtime import Runtime
+from stent.worker.options import ServeOptions
+
+log = logging.getLogger("stent.worker")
+
+CLEANUP_LOCK = "stent.cleanup"
+CLEANUP_BATCH = 500
+TIMEOUT_BATCH = 200
+
+
+class Housekeeper:
+    def __init__(self, runtime: Runtime, options: ServeOptions) -> None:
+        self.runtime = runtime
+        self.options = options
+        self.started_at = runtime.clock.now()
+        self._next_cleanup: float | None = None
+        self._next_row: float | None = None
+        self.hostname = socket.gethostname()
+
+    async def run(self, *, state: str, running: int) -> None:
+        runtime = self.runtime
+        now = runtime.clock.now()
+        try:
+            timed_out = await runtime.storage.time_out_executions(now, TIMEOUT_BATCH)
+            for execution_id in timed_out:
+                runtime.waiters.execution_finished(execution_id)
+            await self._heartbeat_row(now, state=state, running=running)
+            await self._cleanup(now)
+        except Exception as exc:
+            log.warning("housekeeping failed, will retry: %s", exc)
+
+    async def _heartbeat_row(self, now: datetime, *, state: str, running: int) -> None:
+        tick = self.runtime.clock.monotonic()
+        if self._next_row is not None and tick < self._next_row:
+            return
+        self._next_row = tick + min(self.options.heartbeat_interval, 30.0)
+        await self.runtime.storage.record_worker(self.info(now, state=state, running=running))
+
+    def info(self, now: datetime, *, state: str, running: int) -> WorkerInfo:
+        o = self.options
+        return WorkerInfo(
+            worker_id=o.worker_id,
+            hostname=self.hostname,
+            pid=os.getpid(),
+            queues=tuple(sorted(o.queues)) if o.queues is not None else None,
+            tags=tuple(sorted(o.tags)) if o.tags is not None else None,
+            max_concurrency=o.max_concurrency,
+            running=running,
+            state=state,
+            started_at=self.started_at,
+            last_seen=now,
+        )
+
+    async def _cleanup(self, now: datetime) -> int:
+        tick = self.runtime.clock.monotonic()
+        if self._next_cleanup is None:
+            self._next_cleanup = tick + self.options.cleanup_interval
+            return 0
+        if tick < self._next_cleanup:
+            return 0
+        self._next_cleanup = tick + self.options.cleanup_interval
+        storage = self.runtime.storage
+        if not await storage.acquire_leader(CLEANUP_LOCK, self.options.worker_id, self.options.cleanup_interval, now):
+            return 0
+        return await cleanup(self.runtime, now, timedelta(seconds=self.options.retention_period))
+
+
+async def cleanup(runtime: Runtime, now: datetime, retention: timedelta, *, batch: int = CLEANUP_BATCH) -> int:
+    """Delete finished executions and dead letters older than ``retention``; return how many executions went."""
+    storage = runtime.storage
+    cutoff = now - retention
+    removed = 0
+    while True:
+        count = await storage.delete_executions_before(cutoff, batch)
+        removed += count
+        if count < batch:
+            break
+    while await storage.delete_dead_letters_before(cutoff, batch) >= batch:
+        pass
+    await storage.delete_workers_before(now - timedelta(hours=1))
+    if removed:
+        log.info("cleanup removed %d finished executions older than %s", removed, cutoff)
+    return removed
