@@ -295,7 +295,7 @@ class Stent:
             error_type=error_type,
             counters=json.loads(execution.counters or "{}"),
             state_values={
-                key: self.codec.serializer.loads(value) if isinstance(value, str) else value
+                key: self.codec.serializer.loads(value)
                 for key, value in json.loads(execution.custom_state or "{}").items()
             },
         )

@@ -178,7 +178,7 @@ class ExecutionRecord:
     finished_at: datetime | None = None
     #: JSON object of counter name to integer, incremented atomically with task completions.
     counters: str = "{}"
-    #: JSON object of user state keys to values, set with task completions.
+    #: JSON object of user state keys to their serialized values (text), set with task completions.
     custom_state: str = "{}"
 
 

@@ -104,7 +104,7 @@ class MemoryStorage(MemoryOperations, MemoryState):
             counters[name] = counters.get(name, 0) + amount
         state = json.loads(execution.custom_state)
         for name, value in update.state:
-            state[name] = json.loads(value)
+            state[name] = value  # serialized text, opaque to storage
         self._executions[execution_id] = attrs.evolve(
             execution,
             counters=json.dumps(counters, separators=(",", ":")),
