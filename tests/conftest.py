@@ -13,9 +13,16 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import attrs
 import pytest
+
+from stent import Stent
+from stent.memory import MemoryStorage
+from stent.ports import Storage
+from stent.testing.harness import WorkflowHarness
 
 REQUIRE_SERVICES_ENV = "STENT_REQUIRE_SERVICES"
 
@@ -77,3 +84,23 @@ class Services:
 def services() -> Services:
     """The local PostgreSQL, Redis and NATS: ``services.postgres()`` returns a DSN, or skips/fails when down."""
     return Services()
+
+
+# -- the engine harness on every storage backend ------------------------------------------------------------
+
+BACKENDS = ["memory", "sqlite"]
+
+
+async def make_storage(kind: str, tmp_path: Path) -> Storage:
+    if kind == "memory":
+        return MemoryStorage()
+    storage = Stent.backends.SQLiteBackend(str(tmp_path / "engine.db"))
+    await storage.init_db()
+    return storage
+
+
+@pytest.fixture(params=BACKENDS)
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[WorkflowHarness]:
+    h = WorkflowHarness(await make_storage(request.param, tmp_path))
+    yield h
+    await h.stop()

@@ -10,6 +10,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 # Bound once at import: inside durable functions ``asyncio.sleep`` may be replaced by a durable sleep while a
@@ -53,13 +54,14 @@ class FakeClock:
     def monotonic(self) -> float:
         return self._elapsed
 
-    async def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        # The wake time is fixed when sleep() is called, not when the caller's coroutine first runs, so a test
+        # advancing the clock in between cannot stretch the sleep.
         if seconds <= 0:
-            await _asyncio_sleep(0)
-            return
+            return _asyncio_sleep(0)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._seq), future))
-        await future
+        return future
 
     @property
     def sleepers(self) -> int:

@@ -6,9 +6,10 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -438,6 +439,29 @@ class Stent:
                 f"{lifecycle!r} is not a lifecycle of this executor; create it with create_worker_lifecycle()"
             )
         lifecycle._request_drain(drain_timeout)
+
+    def drain_on_signals(
+        self,
+        lifecycle: WorkerLifecycle | None = None,
+        signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
+    ) -> Callable[[], None]:
+        """Drain ``lifecycle`` (or every worker of this executor) when the process gets SIGTERM or SIGINT.
+
+        Call it from inside the running event loop, after creating the lifecycle.  Returns a function that
+        removes the handlers.  A second signal while draining does nothing more: the drain is already under way.
+        """
+        if lifecycle is not None and self._lifecycles.get(getattr(lifecycle, "name", None)) is not lifecycle:
+            raise ConfigurationError(f"{lifecycle!r} is not a lifecycle of this executor")
+        loop = asyncio.get_running_loop()
+        chosen = list(signals)
+        for sig in chosen:
+            loop.add_signal_handler(sig, self.request_worker_drain, lifecycle)
+
+        def remove() -> None:
+            for sig in chosen:
+                loop.remove_signal_handler(sig)
+
+        return remove
 
     def worker_status_overview(self) -> dict[str, Any]:
         """``ready``: some worker is ready and none is starting; ``draining``: some worker drains."""

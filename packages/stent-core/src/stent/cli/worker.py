@@ -7,7 +7,6 @@ import asyncio
 import importlib
 import importlib.util
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,9 +74,7 @@ async def _serve(args: argparse.Namespace, storage_url: str | None) -> int:
     if args.init_db:
         await executor.backend.init_db()
     lifecycle = executor.create_worker_lifecycle(args.worker_id or f"worker-{os.getpid()}")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, executor.request_worker_drain, lifecycle)
+    executor.drain_on_signals(lifecycle)
     serving = asyncio.ensure_future(
         executor.serve(
             worker_id=args.worker_id,

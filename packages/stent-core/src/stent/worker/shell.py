@@ -15,7 +15,7 @@ from typing import Any
 from stent._async import wait_event_or_timeout
 from stent.engine.operations import install_sleep_promotion, uninstall_sleep_promotion
 from stent.engine.runner import TaskAbandoned, TaskRunner
-from stent.errors import LeaseLost, StentError
+from stent.errors import StentError
 from stent.model import ClaimRequest, Fence, TaskRecord
 from stent.runtime import Runtime
 from stent.worker.housekeeping import Housekeeper
@@ -275,7 +275,7 @@ class WorkerShell:
     async def _release(self, fence: Fence, queue: str) -> None:
         try:
             await self.runtime.storage.release_task(fence, self.runtime.clock.now())
-        except (LeaseLost, StentError) as exc:
+        except Exception as exc:  # lease already gone, or storage down: either way the lease will expire
             log.info("task %s not handed back (%s); its lease will expire", fence.task_id, exc)
             return
         await self.runtime.work_created([queue])
