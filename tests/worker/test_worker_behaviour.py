@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from datetime import timedelta
 
@@ -101,7 +102,7 @@ async def test_idle_worker_polls_with_the_guides_backoff() -> None:
     """An idle worker polls after 0.5, 1, 2, 4, then every 5 seconds."""
     h = WorkflowHarness()
     times = await claim_times(h, 25)
-    gaps = [round(b - a, 2) for a, b in zip(times, times[1:])]
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
     assert gaps[:6] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
     await h.stop()
 

@@ -91,9 +91,7 @@ def _choose(rows: Sequence[Any], need: int, taken: set[str]) -> list[TaskRecord]
 
 
 async def claim(conn: aiosqlite.Connection, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
-    """Claim up to ``request.limit`` tasks; the caller holds a ``BEGIN IMMEDIATE`` transaction."""
-    if request.limit <= 0 or not request.functions:
-        return []
+    """Claim up to ``request.limit`` (> 0) tasks; the caller holds a ``BEGIN IMMEDIATE`` transaction."""
     sql = candidate_sql(request.queues is not None, request.tags is not None)
     params: dict[str, Any] = {
         "now": to_us(now),

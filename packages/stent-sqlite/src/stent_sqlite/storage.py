@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -254,14 +254,14 @@ class SQLiteStorage:
             )
             for row in rows:
                 task = task_from_row(row)
-                found[StepKey(parent_id, attempt, task.step)] = task  # type: ignore[arg-type]
+                found[StepKey(parent_id, attempt, cast(int, task.step))] = task  # the query matched a step
         return found
 
     # -- claiming and leases ---------------------------------------------------------------------------------
 
     async def claim_tasks(self, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
         if request.limit <= 0 or not request.functions:
-            return []
+            return []  # nothing can be claimed: skip the write lock
         async with self._db.transaction() as conn:
             return await claim.claim(conn, request, now)
 

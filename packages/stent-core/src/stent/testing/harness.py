@@ -8,6 +8,7 @@ execution ends and returns its result.  A workflow that sleeps for days finishes
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from typing import Any
 
@@ -17,6 +18,8 @@ from stent.memory import MemoryStorage
 from stent.model import ExecutionState
 from stent.ports import Storage
 from stent.worker.lifecycle import WorkerLifecycle
+
+log = logging.getLogger("stent.testing")
 
 
 class WorkflowHarness:
@@ -79,6 +82,6 @@ class WorkflowHarness:
                 await asyncio.wait_for(serving, 10)
             except TimeoutError:
                 serving.cancel()
-            except (Exception, asyncio.CancelledError):
-                pass  # a worker the test stopped or crashed on purpose
+            except (Exception, asyncio.CancelledError) as exc:  # a worker the test stopped or crashed on purpose
+                log.debug("worker ended with %r", exc)
         await self.executor.close()
