@@ -5,10 +5,13 @@ Used by tests and the simulator; fault hooks let a test lose, duplicate or delay
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 
 from stent.ports import Notification, NotificationListener
+
+log = logging.getLogger("stent.memory.notifier")
 
 
 class MemoryNotifier:
@@ -31,7 +34,11 @@ class MemoryNotifier:
             if self.filter is not None and not self.filter(note):
                 continue
             for listener in list(self._listeners):
-                listener(note)
+                # A listener's bug must not fail the publisher (a task completion) or starve the other listeners.
+                try:
+                    listener(note)
+                except Exception:
+                    log.exception("notification listener %r raised; ignored", listener)
 
     def subscribe(self, listener: NotificationListener) -> Callable[[], None]:
         self._listeners.append(listener)
