@@ -37,6 +37,10 @@ Optional capabilities, each an adapter fixture; a test that needs one is skipped
 ``make_unreachable_notifier``
     ``make_unreachable_notifier()`` returns an unconnected notifier configured for a server that is down.
 
+For outages longer than a cut (the server gone for a while, then back), :class:`TcpProxy` stands between a
+notifier and its server and can be taken down and brought back on the same port, without touching a server that
+other tests share.
+
 Every notifier here is a hint channel (DESIGN section 4): stent also polls, so the last class of the suite runs a
 real worker over the notifier under test and shows that a lost notification delays work but never loses it.
 Waits are bounded waits on conditions, never sleeps; the bounds are class attributes an adapter may raise.
@@ -127,6 +131,57 @@ async def publish_until_received(
         with contextlib.suppress(StentError, OSError):  # the two failures core tolerates from publish()
             await asyncio.wait_for(publisher.publish([note]), left)
         await inbox.changed(min(0.2, max(left, 0.01)))
+
+
+class TcpProxy:
+    """A TCP proxy to a server that a test can take down and bring back on the same port, or whose live
+    connections it can cut, to stage outages of a shared server without touching it."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._live: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 (on the same port as before, after a stop)."""
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Refuse new connections and cut the live ones: the server is down as far as clients can tell."""
+        if self._server is not None:
+            self._server.close()
+        self.cut()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def cut(self) -> None:
+        """Abort every live connection abruptly (no goodbye), leaving the proxy listening."""
+        for writer in list(self._live):
+            writer.transport.abort()
+        self._live.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._live.update((writer, upstream_writer))
+        await asyncio.gather(self._pump(reader, upstream_writer), self._pump(upstream_reader, writer))
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            self._live.discard(writer)
+            writer.transport.abort()
 
 
 class NotifierCase:
@@ -562,6 +617,7 @@ __all__ = [
     "NotifierLifecycleConformance",
     "NotifierPollingFallbackConformance",
     "NotifierReconnectConformance",
+    "TcpProxy",
     "marker",
     "publish_until_received",
 ]
