@@ -3,26 +3,19 @@ to inspect and kill them server-side, and a URL of a server that is down."""
 
 from __future__ import annotations
 
-import socket
+import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis_support import LogWatch, closed_port, connections_of
 
 from stent import Stent
 from stent.ports import Notifier
 from stent.testing.conformance.notifier import NotifierFactory
 from stent_redis import RedisNotifier
-
-
-def closed_port() -> int:
-    """A local port nothing listens on (bound, then released), so connecting to it is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture
@@ -44,11 +37,6 @@ async def admin(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
-
-
-async def connections_of(admin: Redis, notifier: RedisNotifier) -> list[dict[str, Any]]:
-    """The server's view of a notifier's connections (CLIENT LIST rows carrying its client name)."""
-    return [c for c in await admin.client_list() if c.get("name") == notifier.client_name]
 
 
 @pytest.fixture
@@ -87,3 +75,15 @@ def make_unreachable_notifier() -> Callable[[], Notifier]:
         return Stent.notifications.RedisBackend(f"redis://127.0.0.1:{closed_port()}?connect_timeout=1")
 
     return make
+
+
+@pytest.fixture
+def redis_log() -> Iterator[LogWatch]:
+    """Everything stent-redis logs during the test, down to DEBUG."""
+    logger = logging.getLogger("stent_redis")
+    watch, level = LogWatch(), logger.level
+    logger.addHandler(watch)
+    logger.setLevel(logging.DEBUG)
+    yield watch
+    logger.removeHandler(watch)
+    logger.setLevel(level)

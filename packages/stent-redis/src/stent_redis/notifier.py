@@ -26,7 +26,7 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from stent.clocks import SystemClock
-from stent.errors import StorageUnavailable
+from stent.errors import ConfigurationError, StorageUnavailable
 from stent.ports import Notification, NotificationListener
 from stent_redis.reconnect import Backoff, OutageLog, describe
 from stent_redis.settings import RedisSettings
@@ -56,6 +56,7 @@ class RedisNotifier:
         self._publish_paused_until = 0.0
         # The real clock, bound at import: a worker may replace asyncio.sleep inside durable functions.
         self._clock = SystemClock()
+        self._check_options()
 
     def __repr__(self) -> str:
         return f"<RedisNotifier {self.settings.address} channel={self.channel!r}>"
@@ -167,6 +168,18 @@ class RedisNotifier:
         options.update(self.settings.driver_options)
         client: Redis = Redis.from_url(self.settings.driver_url, **options)
         return client
+
+    def _check_options(self) -> None:
+        """Fail now, not at connect, on options redis-py does not take (building a connection opens nothing)."""
+        try:
+            self._client(retries=0).connection_pool.make_connection()
+        except (TypeError, ValueError) as exc:
+            reason = str(exc).rstrip(".")
+            raise ConfigurationError(
+                f"redis-py does not accept the options of the Redis notifier for {self.settings.address}: {reason}."
+                " Check the URL's query and the keyword arguments (TLS options such as ssl_ca_certs need a"
+                " rediss:// URL)"
+            ) from exc
 
     async def _subscribe(self, client: Redis) -> PubSub:
         """Subscribe to the channel and wait for Redis to confirm, so nothing published afterwards is missed."""

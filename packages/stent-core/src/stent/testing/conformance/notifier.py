@@ -503,6 +503,7 @@ async def serving(executor: Stent, **options: Any) -> AsyncIterator[None]:
     lifecycle = executor.create_worker_lifecycle(f"conformance-{uuid.uuid4().hex[:8]}")
     worker = asyncio.ensure_future(executor.serve(lifecycle=lifecycle, **options))
     try:
+        await asyncio.wait_for(lifecycle.wait_until_ready(), 10)
         yield
     finally:
         executor.request_worker_drain(lifecycle)
