@@ -1,8 +1,28 @@
-"""stent-postgres: Storage on PostgreSQL and a Notifier on LISTEN/NOTIFY for stent.
+"""stent-postgres: the Storage port on PostgreSQL (asyncpg), and a Notifier on LISTEN/NOTIFY.
 
-Not yet functional: this release registers no adapter, so stent reports the PostgreSQL backend as unavailable.
+``PostgresStorage`` and ``PostgresNotifier`` are imported lazily, so importing this package (as the plugin host
+does to register the ``postgresql://`` scheme) never imports the driver.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stent_postgres.notifier import PostgresNotifier
+    from stent_postgres.storage import PostgresStorage
+
 __version__ = "0.1.0"
+__all__ = ["PostgresNotifier", "PostgresStorage", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStorage":
+        from stent_postgres.storage import PostgresStorage
+
+        return PostgresStorage
+    if name == "PostgresNotifier":
+        from stent_postgres.notifier import PostgresNotifier
+
+        return PostgresNotifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,223 @@
+"""The DDL of each schema version, as templates: ``{s}`` stands for the quoted schema name.
+
+Ids and names are ``COLLATE "C"``: orderings by id then match the reference storage (code-point order) whatever
+the database's collation, and comparisons are cheaper.  Times are ``timestamptz``.  There are no foreign keys:
+every write already names rows by primary key, and cleanup deletes an execution's rows together.
+"""
+
+from __future__ import annotations
+
+_TABLES = (
+    # One sequence for every claim's fencing token: tokens are unique across tasks and claims.
+    "CREATE SEQUENCE {s}.fencing_tokens AS bigint",
+    """CREATE TABLE {s}.executions (
+        execution_id text COLLATE "C" PRIMARY KEY,
+        root_task_id text COLLATE "C" NOT NULL,
+        function text COLLATE "C" NOT NULL,
+        queue text COLLATE "C" NOT NULL,
+        state text NOT NULL,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        deadline timestamptz,
+        result text,
+        error text,
+        finished_at timestamptz,
+        counters text NOT NULL DEFAULT '{}',
+        custom_state text NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX executions_created ON {s}.executions (created_at, execution_id)",
+    "CREATE INDEX executions_state ON {s}.executions (state, created_at, execution_id)",
+    # time_out_executions: unfinished executions with a deadline.
+    """CREATE INDEX executions_deadline ON {s}.executions (deadline, execution_id)
+        WHERE deadline IS NOT NULL AND state IN ('pending', 'running', 'cancelling')""",
+    # cleanup: finished executions by age.
+    """CREATE INDEX executions_finished ON {s}.executions (finished_at, execution_id)
+        WHERE state IN ('completed', 'failed', 'timed_out', 'cancelled')""",
+    # ``seq`` orders an execution's tasks by creation (identity values only grow).
+    """CREATE TABLE {s}.tasks (
+        seq bigint GENERATED ALWAYS AS IDENTITY,
+        task_id text COLLATE "C" PRIMARY KEY,
+        execution_id text COLLATE "C" NOT NULL,
+        function text COLLATE "C" NOT NULL,
+        kind text NOT NULL,
+        state text NOT NULL,
+        queue text COLLATE "C" NOT NULL,
+        tags text[] NOT NULL,
+        priority bigint NOT NULL,
+        args text NOT NULL,
+        attempt integer NOT NULL,
+        max_attempts integer NOT NULL,
+        max_concurrent integer,
+        options text NOT NULL,
+        scheduled_for timestamptz NOT NULL,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        parent_task_id text COLLATE "C",
+        parent_attempt integer,
+        step integer,
+        lease_owner text,
+        lease_expires_at timestamptz,
+        fencing_token bigint NOT NULL DEFAULT 0,
+        result text,
+        error text,
+        started_at timestamptz,
+        finished_at timestamptz,
+        wake_at timestamptz
+    )""",
+    # A step's identity; root tasks have NULL parents, which a unique index treats as distinct.
+    "CREATE UNIQUE INDEX tasks_step ON {s}.tasks (parent_task_id, parent_attempt, step)",
+    "CREATE INDEX tasks_execution ON {s}.tasks (execution_id, seq)",
+    # The claim's three kinds of runnable task, each with a partial index holding only its rows: due pending
+    # tasks in claim order, suspended tasks by wake time, leased tasks by lease expiry.
+    """CREATE INDEX tasks_pending ON {s}.tasks (priority DESC, scheduled_for, created_at, task_id)
+        WHERE state = 'pending' AND kind = 'call'""",
+    "CREATE INDEX tasks_wake ON {s}.tasks (wake_at) WHERE state = 'suspended' AND wake_at IS NOT NULL",
+    "CREATE INDEX tasks_lease ON {s}.tasks (lease_expires_at) WHERE state IN ('running', 'waiting')",
+    # max_concurrent counts running tasks of limited functions.
+    "CREATE INDEX tasks_limited ON {s}.tasks (function) WHERE state = 'running' AND max_concurrent IS NOT NULL",
+    "CREATE INDEX tasks_queue_depth ON {s}.tasks (queue) WHERE state = 'pending' AND kind = 'call'",
+    # send_signal finds the oldest pending signal step of a name.
+    "CREATE INDEX tasks_signal_wait ON {s}.tasks (execution_id, function, seq) WHERE kind = 'signal' AND state = 'pending'",
+    # One row per function that has ever had a max_concurrent: claimers lock these rows (in name order) before
+    # counting a limited function's running tasks, which serializes exactly the claims that could exceed it.
+    """CREATE TABLE {s}.limited_functions (function text COLLATE "C" PRIMARY KEY)""",
+    """CREATE TABLE {s}.signals (
+        signal_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        execution_id text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        payload text NOT NULL,
+        created_at timestamptz NOT NULL,
+        consumed_by text COLLATE "C"
+    )""",
+    "CREATE INDEX signals_execution ON {s}.signals (execution_id, signal_id)",
+    "CREATE INDEX signals_buffered ON {s}.signals (execution_id, name, signal_id) WHERE consumed_by IS NULL",
+    """CREATE TABLE {s}.dead_letters (
+        task_id text COLLATE "C" PRIMARY KEY,
+        execution_id text COLLATE "C" NOT NULL,
+        function text NOT NULL,
+        queue text NOT NULL,
+        reason text NOT NULL,
+        error text NOT NULL,
+        attempts integer NOT NULL,
+        created_at timestamptz NOT NULL
+    )""",
+    "CREATE INDEX dead_letters_created ON {s}.dead_letters (created_at, task_id)",
+    """CREATE TABLE {s}.cache (
+        key text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL,
+        expires_at timestamptz
+    )""",
+    """CREATE TABLE {s}.leaders (
+        name text COLLATE "C" PRIMARY KEY,
+        owner text NOT NULL,
+        expires_at timestamptz NOT NULL
+    )""",
+    """CREATE TABLE {s}.workers (
+        worker_id text COLLATE "C" PRIMARY KEY,
+        hostname text NOT NULL,
+        pid integer NOT NULL,
+        queues text[],
+        tags text[],
+        max_concurrency integer NOT NULL,
+        running integer NOT NULL,
+        state text NOT NULL,
+        started_at timestamptz NOT NULL,
+        last_seen timestamptz NOT NULL
+    )""",
+)
+
+# The claim, as one function so that a whole batch is one round trip and one statement (atomic without an
+# explicit transaction).  It is VOLATILE, so each statement inside takes a fresh snapshot: the running counts
+# are read only after the limited functions' rows are locked, and so include every claim committed before.
+#
+# Candidates are locked with SKIP LOCKED (claimers never wait for each other's rows, and never get the same
+# task); a window over them applies max_concurrent within the batch exactly as the reference storage's loop
+# does.  Tasks of a function already at its limit are left out of the candidates, so a saturated function's
+# backlog never stands in front of other work; when a chunk of candidates runs out before the batch is full the
+# search runs again, and then sees the tasks just claimed as running.
+_CLAIM = r"""CREATE FUNCTION {s}.claim_tasks(
+        p_worker text, p_functions text[], p_queues text[], p_tags text[], p_limit integer,
+        p_now timestamptz, p_lease_until timestamptz)
+    RETURNS SETOF {s}.tasks
+    LANGUAGE plpgsql VOLATILE
+    AS $claim$
+DECLARE
+    v_locked text[];
+    v_taken text[] := '{}';
+    v_ids text[];
+    v_seen integer;
+    v_need integer;
+    v_chunk integer;
+BEGIN
+    -- Locked in name order, so two claimers never wait for each other in a cycle.
+    SELECT coalesce(array_agg(l.function), '{}') INTO v_locked FROM (
+        SELECT function FROM {s}.limited_functions WHERE function = ANY(p_functions)
+        ORDER BY function FOR UPDATE) AS l;
+    LOOP
+        v_need := p_limit - cardinality(v_taken);
+        EXIT WHEN v_need <= 0;
+        -- Some slack, so a few candidates skipped for max_concurrent rarely cost a second search.
+        v_chunk := v_need + least(v_need, 32) + 8;
+        WITH running AS (
+            SELECT function, count(*) AS n FROM {s}.tasks
+            WHERE state = 'running' AND max_concurrent IS NOT NULL AND function = ANY(v_locked)
+            GROUP BY function
+        ), candidates AS (
+            SELECT t.task_id, t.function, t.state, t.max_concurrent, t.priority, t.created_at,
+                   CASE WHEN t.state = 'suspended' THEN t.wake_at ELSE t.scheduled_for END AS ready,
+                   coalesce(r.n, 0) AS n
+            FROM {s}.tasks AS t LEFT JOIN running AS r ON r.function = t.function
+            WHERE t.kind = 'call'
+              AND t.function = ANY(p_functions)
+              AND (p_queues IS NULL OR t.queue = ANY(p_queues))
+              AND (p_tags IS NULL OR cardinality(t.tags) = 0 OR t.tags && p_tags)
+              AND ((t.state = 'pending' AND t.scheduled_for <= p_now)
+                   OR (t.state = 'suspended' AND t.wake_at <= p_now)
+                   OR (t.state IN ('running', 'waiting') AND t.lease_expires_at <= p_now))
+              -- A limited task is a candidate only when its function's row is locked (a function first seen
+              -- after the lock waits for the next claim) and the function is below its limit; a reclaimed
+              -- running task already holds one of its slots.
+              AND (t.max_concurrent IS NULL
+                   OR (t.function = ANY(v_locked)
+                       AND coalesce(r.n, 0) - (t.state = 'running')::integer < t.max_concurrent))
+              AND t.task_id <> ALL(v_taken)
+            ORDER BY t.priority DESC, ready, t.created_at, t.task_id
+            LIMIT v_chunk
+            FOR UPDATE OF t SKIP LOCKED
+        ), ranked AS (
+            -- k: the function's not-yet-running candidates up to this one, i.e. the slots taken before it
+            -- (plus itself, for one that is not running).
+            SELECT c.*, count(*) FILTER (WHERE c.state <> 'running') OVER (
+                PARTITION BY c.function ORDER BY c.priority DESC, c.ready, c.created_at, c.task_id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS k
+            FROM candidates AS c
+        ), chosen AS (
+            SELECT task_id, priority, ready, created_at FROM ranked
+            WHERE max_concurrent IS NULL
+               OR (state <> 'running' AND n + k <= max_concurrent)
+               OR (state = 'running' AND n + least(k, greatest(max_concurrent - n, 0)) <= max_concurrent)
+            ORDER BY priority DESC, ready, created_at, task_id
+            LIMIT v_need
+        )
+        SELECT (SELECT count(*) FROM candidates),
+               (SELECT array_agg(task_id ORDER BY priority DESC, ready, created_at, task_id) FROM chosen)
+        INTO v_seen, v_ids;
+        EXIT WHEN v_ids IS NULL;
+        UPDATE {s}.tasks SET state = 'running', lease_owner = p_worker, lease_expires_at = p_lease_until,
+            fencing_token = nextval('{s}.fencing_tokens'), started_at = coalesce(started_at, p_now),
+            wake_at = NULL, updated_at = p_now
+        WHERE task_id = ANY(v_ids);
+        UPDATE {s}.executions SET state = 'running', updated_at = p_now
+        WHERE state = 'pending' AND execution_id IN (
+            SELECT execution_id FROM {s}.tasks WHERE task_id = ANY(v_ids) AND parent_task_id IS NULL);
+        v_taken := v_taken || v_ids;
+        EXIT WHEN v_seen < v_chunk;
+    END LOOP;
+    RETURN QUERY SELECT t.* FROM {s}.tasks AS t
+        JOIN unnest(v_taken) WITH ORDINALITY AS o(task_id, ord) ON o.task_id = t.task_id
+        ORDER BY o.ord;
+END
+$claim$"""
+
+#: Statements of each schema version, in order.
+V1 = (*_TABLES, _CLAIM)

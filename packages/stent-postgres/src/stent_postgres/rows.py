@@ -1,0 +1,237 @@
+"""Rows to records and back.
+
+Times are ``timestamptz``: asyncpg returns them as aware UTC datetimes, the same instants the caller's clock
+gave, to the microsecond.  Tags are ``text[]`` (empty when untagged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from stent.errors import ConfigurationError, StorageCorrupt
+from stent.model import (
+    DeadLetter,
+    ExecutionRecord,
+    ExecutionState,
+    NewTask,
+    SignalRecord,
+    StepKey,
+    TaskKind,
+    TaskRecord,
+    TaskState,
+    WorkerInfo,
+)
+
+TASK_COLUMNS = (
+    "task_id",
+    "execution_id",
+    "function",
+    "kind",
+    "state",
+    "queue",
+    "tags",
+    "priority",
+    "args",
+    "attempt",
+    "max_attempts",
+    "max_concurrent",
+    "options",
+    "scheduled_for",
+    "created_at",
+    "updated_at",
+    "parent_task_id",
+    "parent_attempt",
+    "step",
+    "lease_owner",
+    "lease_expires_at",
+    "fencing_token",
+    "result",
+    "error",
+    "started_at",
+    "finished_at",
+    "wake_at",
+)
+TASK_SELECT = ", ".join(TASK_COLUMNS)
+
+EXECUTION_COLUMNS = (
+    "execution_id",
+    "root_task_id",
+    "function",
+    "queue",
+    "state",
+    "created_at",
+    "updated_at",
+    "deadline",
+    "result",
+    "error",
+    "finished_at",
+    "counters",
+    "custom_state",
+)
+EXECUTION_SELECT = ", ".join(EXECUTION_COLUMNS)
+
+# Inserting many tasks in one statement: one array parameter per column, unnested together.
+_ARRAY_TYPES = {
+    "tags": None,  # text[][] cannot be ragged, so tags travel as one text[] of encoded arrays (see below)
+    "priority": "bigint[]",
+    "attempt": "integer[]",
+    "max_attempts": "integer[]",
+    "max_concurrent": "integer[]",
+    "parent_attempt": "integer[]",
+    "step": "integer[]",
+    "fencing_token": "bigint[]",
+    "scheduled_for": "timestamptz[]",
+    "created_at": "timestamptz[]",
+    "updated_at": "timestamptz[]",
+    "lease_expires_at": "timestamptz[]",
+    "started_at": "timestamptz[]",
+    "finished_at": "timestamptz[]",
+    "wake_at": "timestamptz[]",
+}
+
+
+def _unnest_column(index: int, column: str) -> str:
+    kind = _ARRAY_TYPES.get(column, "text[]")
+    if kind is None:
+        return f"${index}::text[]"
+    return f"${index}::{kind}"
+
+
+#: ``INSERT`` of any number of tasks: parameters are one array per column (see :func:`task_arrays`).  Tags are
+#: sent as array literals and parsed by PostgreSQL, since an array of arrays cannot have rows of different
+#: lengths.
+TASK_INSERT_MANY = (
+    f"INSERT INTO {{s}}.tasks ({TASK_SELECT}) SELECT "
+    + ", ".join(f"u.{c}::text[]" if c == "tags" else f"u.{c}" for c in TASK_COLUMNS)
+    + " FROM unnest("
+    + ", ".join(_unnest_column(i + 1, c) for i, c in enumerate(TASK_COLUMNS))
+    + f") AS u({TASK_SELECT})"
+)
+
+
+def check_time(moment: datetime | None) -> datetime | None:
+    if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
+        raise ConfigurationError(
+            f"stent times must be aware datetimes (UTC), got the naive {moment!r}; take them from a stent clock"
+        )
+    return moment
+
+
+def _array_literal(values: Sequence[str]) -> str:
+    """A PostgreSQL array literal of strings, every element quoted so no name is ever misread."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
+def task_arrays(tasks: Sequence[TaskRecord]) -> list[list[Any]]:
+    """The parameters of :data:`TASK_INSERT_MANY` for ``tasks``."""
+    columns: list[list[Any]] = [[] for _ in TASK_COLUMNS]
+    for task in tasks:
+        for index, column in enumerate(TASK_COLUMNS):
+            value = getattr(task, column)
+            if column == "tags":
+                value = _array_literal(value)
+            elif column in ("kind", "state"):
+                value = value.value
+            elif isinstance(value, datetime):
+                check_time(value)
+            columns[index].append(value)
+    return columns
+
+
+def task_from_new(
+    new: NewTask,
+    execution_id: str,
+    now: datetime,
+    *,
+    parent_task_id: str | None = None,
+    key: StepKey | None = None,
+) -> TaskRecord:
+    """The record storage creates for a root task or a step (the same fields the reference storage sets)."""
+    check_time(now)
+    check_time(new.scheduled_for)
+    return TaskRecord(
+        task_id=new.task_id,
+        execution_id=execution_id,
+        function=new.function,
+        kind=new.kind,
+        state=new.state,
+        queue=new.queue,
+        tags=new.tags,
+        priority=new.priority,
+        args=new.args,
+        attempt=1,
+        max_attempts=new.max_attempts,
+        max_concurrent=new.max_concurrent,
+        options=new.options,
+        scheduled_for=new.scheduled_for or now,
+        created_at=now,
+        updated_at=now,
+        parent_task_id=parent_task_id,
+        parent_attempt=key.parent_attempt if key else None,
+        step=key.step if key else None,
+        result=new.result,
+        finished_at=now if new.state.terminal else None,
+    )
+
+
+def task_from_row(row: Mapping[str, Any]) -> TaskRecord:
+    """A task row holding :data:`TASK_COLUMNS`; an undecodable row raises :class:`StorageCorrupt`."""
+    try:
+        fields = {c: row[c] for c in TASK_COLUMNS}
+        fields["kind"] = TaskKind(fields["kind"])
+        fields["state"] = TaskState(fields["state"])
+        fields["tags"] = tuple(fields["tags"])
+        return TaskRecord(**fields)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise StorageCorrupt(f"task row {row.get('task_id')!r} cannot be decoded: {exc}") from exc
+
+
+def execution_from_row(row: Mapping[str, Any]) -> ExecutionRecord:
+    try:
+        fields = {c: row[c] for c in EXECUTION_COLUMNS}
+        fields["state"] = ExecutionState(fields["state"])
+        return ExecutionRecord(**fields)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise StorageCorrupt(f"execution row {row.get('execution_id')!r} cannot be decoded: {exc}") from exc
+
+
+def signal_from_row(row: Mapping[str, Any]) -> SignalRecord:
+    return SignalRecord(
+        signal_id=row["signal_id"],
+        execution_id=row["execution_id"],
+        name=row["name"],
+        payload=row["payload"],
+        created_at=row["created_at"],
+        consumed_by=row["consumed_by"],
+    )
+
+
+def dead_letter_from_row(row: Mapping[str, Any]) -> DeadLetter:
+    return DeadLetter(
+        task_id=row["task_id"],
+        execution_id=row["execution_id"],
+        function=row["function"],
+        queue=row["queue"],
+        reason=row["reason"],
+        error=row["error"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+    )
+
+
+def worker_from_row(row: Mapping[str, Any]) -> WorkerInfo:
+    return WorkerInfo(
+        worker_id=row["worker_id"],
+        hostname=row["hostname"],
+        pid=row["pid"],
+        queues=None if row["queues"] is None else tuple(row["queues"]),
+        tags=None if row["tags"] is None else tuple(row["tags"]),
+        max_concurrency=row["max_concurrency"],
+        running=row["running"],
+        state=row["state"],
+        started_at=row["started_at"],
+        last_seen=row["last_seen"],
+    )

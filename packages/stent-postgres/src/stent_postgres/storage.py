@@ -1,0 +1,294 @@
+"""PostgresStorage: the Storage port on PostgreSQL, with the reference storage's semantics.
+
+This module holds creation, claiming and leases; finishing is in :mod:`stent_postgres.finishing`, signals,
+cancellation, time limits and dead letters in :mod:`stent_postgres.operations`, the cache, leader lock, cleanup
+and worker rows in :mod:`stent_postgres.housekeeping`, reads in :mod:`stent_postgres.reads`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+import attrs
+
+from stent.errors import ExecutionStopping, TaskNotFound
+from stent.model import (
+    SIGNAL_PREFIX,
+    ClaimRequest,
+    ExecutionRecord,
+    ExecutionState,
+    Fence,
+    LeaseReport,
+    NewExecution,
+    NewTask,
+    StepKey,
+    TaskKind,
+    TaskRecord,
+    TaskState,
+)
+from stent.ports import Notification
+from stent_postgres import schema
+from stent_postgres.base import STOPPING_EXECUTION, StorageBase, check_fence
+from stent_postgres.config import PostgresSettings, parse_settings
+from stent_postgres.finishing import FinishingMixin
+from stent_postgres.housekeeping import HousekeepingMixin
+from stent_postgres.operations import OperationsMixin
+from stent_postgres.reads import ReadsMixin
+from stent_postgres.rows import (
+    EXECUTION_SELECT,
+    TASK_INSERT_MANY,
+    TASK_SELECT,
+    check_time,
+    execution_from_row,
+    task_arrays,
+    task_from_new,
+    task_from_row,
+)
+
+_CREATE_EXECUTION = (
+    "WITH e AS (INSERT INTO {s}.executions (execution_id, root_task_id, function, queue, state, created_at,"
+    " updated_at, deadline) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $6)"
+    " ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id),"
+    " l AS (INSERT INTO {s}.limited_functions (function) SELECT $3 FROM e WHERE $7"
+    " ON CONFLICT (function) DO NOTHING)"
+    " SELECT e.execution_id, CASE WHEN $8 THEN pg_notify($9, json_build_object('k', 'work', 'q', $4::text)::text)"
+    " END FROM e"
+)
+_INSERT_LIMITED = (
+    "INSERT INTO {s}.limited_functions (function) SELECT unnest($1::text[]) ON CONFLICT (function) DO NOTHING"
+)
+# The parent, locked, with its execution's state: shared lock for ordinary steps (a cancellation waits for the
+# steps to land, and then cancels them), exclusive when a signal step may consume a buffered signal (so that
+# it and send_signal never miss each other).
+_LOCK_PARENT = (
+    f"SELECT {', '.join('t.' + c for c in TASK_SELECT.split(', '))}, e.state AS execution_state"
+    " FROM {s}.tasks AS t JOIN {s}.executions AS e ON e.execution_id = t.execution_id"
+    " WHERE t.task_id = $1 FOR UPDATE OF t FOR {mode} OF e"
+)
+_EXISTING_STEPS = (
+    f"SELECT {TASK_SELECT} FROM {{s}}.tasks WHERE parent_task_id = $1 AND parent_attempt = $2 AND step = ANY($3)"
+)
+_BUFFERED_SIGNALS = (
+    "SELECT signal_id, name, payload FROM {s}.signals"
+    " WHERE execution_id = $1 AND consumed_by IS NULL AND name = ANY($2) ORDER BY signal_id"
+)
+_CONSUME_SIGNALS = (
+    "UPDATE {s}.signals AS s SET consumed_by = c.step FROM unnest($1::bigint[], $2::text[]) AS c(id, step)"
+    " WHERE s.signal_id = c.id"
+)
+_RENEW = (
+    "UPDATE {s}.tasks AS t SET lease_expires_at = $1, updated_at = $2"
+    " FROM unnest($3::text[], $4::bigint[]) AS f(task_id, token)"
+    " WHERE t.task_id = f.task_id AND t.fencing_token = f.token AND t.state IN ('running', 'waiting')"
+    " RETURNING t.task_id, coalesce((SELECT e.state FROM {s}.executions AS e"
+    f" WHERE e.execution_id = t.execution_id) IN {STOPPING_EXECUTION}, true) AS stopping"
+)
+_CLAIM = f"SELECT {TASK_SELECT} FROM {{s}}.claim_tasks($1, $2, $3, $4, $5, $6, $7)"
+
+
+class PostgresStorage(FinishingMixin, OperationsMixin, HousekeepingMixin, ReadsMixin, StorageBase):
+    """Storage in a PostgreSQL schema, shared by any number of worker processes on any number of hosts."""
+
+    def __init__(self, dsn: str, **options: Any) -> None:
+        """``dsn`` is a ``postgresql://user:password@host:5432/database`` URL.
+
+        Options (keywords, or the URL's query parameters): ``schema`` (default ``stent``), ``min_size`` and
+        ``max_size`` of the connection pool (1 and 10), ``connect_timeout`` (10 s), ``command_timeout`` (none),
+        ``statement_cache_size`` (100; 0 behind pgbouncer in transaction mode) and ``notify`` (send NOTIFY
+        wake-ups inside this storage's transactions; off).
+        """
+        self._init_base(parse_settings(dsn, options))
+        # Declared so that core can leave publishing to the storage when it announces its own changes.
+        self.capabilities: frozenset[str] = (
+            frozenset({"transactional_notifications"}) if self.settings.notify else frozenset()
+        )
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PostgresStorage:
+        return cls(url, **options)
+
+    @classmethod
+    def from_settings(cls, settings: PostgresSettings) -> PostgresStorage:
+        storage = cls.__new__(cls)
+        storage._init_base(settings)
+        storage.capabilities = frozenset({"transactional_notifications"}) if settings.notify else frozenset()
+        return storage
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({self.settings.safe_dsn!r}, schema={self.settings.schema!r})"
+
+    async def init_db(self) -> None:
+        await self._db.run(lambda conn: schema.migrate(conn, self.settings), transaction=False)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # -- creating work ---------------------------------------------------------------------------------------
+
+    async def create_execution(self, new: NewExecution, now: datetime) -> tuple[ExecutionRecord, bool]:
+        root = task_from_new(new.root, new.execution_id, now)
+        check_time(new.deadline)
+        execution = ExecutionRecord(
+            execution_id=new.execution_id,
+            root_task_id=root.task_id,
+            function=root.function,
+            queue=root.queue,
+            state=ExecutionState.PENDING,
+            created_at=now,
+            updated_at=now,
+            deadline=new.deadline,
+        )
+
+        async def create(conn: asyncpg.Connection) -> tuple[ExecutionRecord, bool]:
+            created = await conn.fetchrow(
+                self._sql(_CREATE_EXECUTION),
+                execution.execution_id,
+                root.task_id,
+                root.function,
+                root.queue,
+                now,
+                new.deadline,
+                root.max_concurrent is not None,
+                self.settings.notify,
+                self._channel,
+            )
+            if created is None:
+                row = await conn.fetchrow(
+                    self._sql(f"SELECT {EXECUTION_SELECT} FROM {{s}}.executions WHERE execution_id = $1"),
+                    new.execution_id,
+                )
+                if row is not None:
+                    return execution_from_row(row), False
+                raise TaskNotFound(new.execution_id)  # unreachable: the conflicting row exists
+            await conn.execute(self._sql(TASK_INSERT_MANY), *task_arrays([root]))
+            return execution, True
+
+        return await self._db.run(create)
+
+    async def get_or_create_steps(
+        self,
+        parent: Fence,
+        steps: Sequence[tuple[StepKey, NewTask]],
+        now: datetime,
+        *,
+        allow_stopping: bool = False,
+    ) -> list[TaskRecord]:
+        check_time(now)
+        signals = any(new.kind is TaskKind.SIGNAL for _, new in steps)
+
+        async def create(conn: asyncpg.Connection) -> list[TaskRecord]:
+            mode = "UPDATE" if signals else "SHARE"
+            row = await conn.fetchrow(self._sql(_LOCK_PARENT.replace("{mode}", mode)), parent.task_id)
+            check_fence(parent, row)
+            assert row is not None
+            owner = task_from_row(row)
+            state = ExecutionState(row["execution_state"])
+            if not allow_stopping and (state.terminal or state is ExecutionState.CANCELLING):
+                raise ExecutionStopping(owner.execution_id, state.value)
+            found = await self._existing_steps(conn, [key for key, _ in steps])
+            out: list[TaskRecord] = []
+            created: list[TaskRecord] = []
+            for key, new in steps:
+                task = found.get(key)
+                if task is None:
+                    task = task_from_new(new, owner.execution_id, now, parent_task_id=owner.task_id, key=key)
+                    found[key] = task  # the same key twice in one call is one step
+                    created.append(task)
+                out.append(task)
+            if created:
+                consumed = await self._consume_buffered(conn, owner.execution_id, created, now)
+                if consumed:
+                    out = [consumed.get(t.task_id, t) for t in out]
+                    created = [consumed.get(t.task_id, t) for t in created]
+                await conn.execute(self._sql(TASK_INSERT_MANY), *task_arrays(created))
+                limited = sorted({t.function for t in created if t.max_concurrent is not None})
+                if limited:
+                    await conn.execute(self._sql(_INSERT_LIMITED), limited)
+            if any(not t.state.terminal for t in out) and owner.state is TaskState.RUNNING:
+                await conn.execute(
+                    self._sql("UPDATE {s}.tasks SET state = 'waiting', updated_at = $2 WHERE task_id = $1"),
+                    owner.task_id,
+                    now,
+                )
+            queues = sorted({t.queue for t in created if t.kind is TaskKind.CALL and t.state is TaskState.PENDING})
+            await self._notify(conn, [Notification(kind="work", queue=q) for q in queues])
+            return out
+
+        return await self._db.run(create)
+
+    async def _existing_steps(
+        self, conn: asyncpg.Connection, keys: Sequence[StepKey]
+    ) -> dict[StepKey, TaskRecord]:
+        """The stored steps among ``keys``: one query per (parent, attempt), which is one query in practice."""
+        groups: dict[tuple[str, int], list[int]] = {}
+        for key in keys:
+            groups.setdefault((key.parent_task_id, key.parent_attempt), []).append(key.step)
+        found: dict[StepKey, TaskRecord] = {}
+        for (parent_id, attempt), numbers in groups.items():
+            for row in await conn.fetch(self._sql(_EXISTING_STEPS), parent_id, attempt, numbers):
+                found[StepKey(parent_id, attempt, row["step"])] = task_from_row(row)
+        return found
+
+    async def _consume_buffered(
+        self, conn: asyncpg.Connection, execution_id: str, created: Sequence[TaskRecord], now: datetime
+    ) -> dict[str, TaskRecord]:
+        """New signal steps take the oldest unconsumed signals of their names, in step order."""
+        waiting = [t for t in created if t.kind is TaskKind.SIGNAL and t.state is TaskState.PENDING]
+        if not waiting:
+            return {}
+        names = sorted({t.function[len(SIGNAL_PREFIX) :] for t in waiting})
+        buffered: dict[str, list[asyncpg.Record]] = {}
+        for row in await conn.fetch(self._sql(_BUFFERED_SIGNALS), execution_id, names):
+            buffered.setdefault(row["name"], []).append(row)
+        consumed: dict[str, TaskRecord] = {}
+        pairs: list[tuple[int, str]] = []
+        for step in waiting:
+            queue = buffered.get(step.function[len(SIGNAL_PREFIX) :])
+            if not queue:
+                continue
+            signal = queue.pop(0)
+            pairs.append((signal["signal_id"], step.task_id))
+            consumed[step.task_id] = attrs.evolve(
+                step, state=TaskState.COMPLETED, result=signal["payload"], finished_at=now, updated_at=now
+            )
+        if pairs:
+            await conn.execute(self._sql(_CONSUME_SIGNALS), [p[0] for p in pairs], [p[1] for p in pairs])
+        return consumed
+
+    # -- claiming and leases ---------------------------------------------------------------------------------
+
+    async def claim_tasks(self, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
+        if request.limit <= 0 or not request.functions:
+            return []
+        check_time(now)
+        rows = await self._db.fetch(
+            self._sql(_CLAIM),
+            request.worker_id,
+            sorted(request.functions),
+            None if request.queues is None else sorted(request.queues),
+            None if request.tags is None else sorted(request.tags),
+            request.limit,
+            now,
+            now + timedelta(seconds=request.lease_seconds),
+        )
+        return [task_from_row(row) for row in rows]
+
+    async def renew_leases(
+        self, worker_id: str, fences: Sequence[Fence], lease_seconds: float, now: datetime
+    ) -> LeaseReport:
+        if not fences:
+            return LeaseReport(frozenset(), frozenset())
+        check_time(now)
+        rows = await self._db.fetch(
+            self._sql(_RENEW),
+            now + timedelta(seconds=lease_seconds),
+            now,
+            [f.task_id for f in fences],
+            [f.token for f in fences],
+        )
+        return LeaseReport(
+            frozenset(r["task_id"] for r in rows), frozenset(r["task_id"] for r in rows if r["stopping"])
+        )

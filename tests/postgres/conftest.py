@@ -1,0 +1,72 @@
+"""Fixtures for the PostgreSQL tests: the local server (through the shared ``services`` helper), and a fresh
+schema per test, dropped afterwards, so tests never see each other's rows and never touch other tables."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from stent_postgres import PostgresStorage
+
+
+@pytest.fixture
+def pg_url(services) -> str:  # type: ignore[no-untyped-def]
+    """DSN of the local PostgreSQL; skips (or fails under STENT_REQUIRE_SERVICES=1) when it is down."""
+    return services.postgres()
+
+
+def new_schema_name() -> str:
+    return f"stent_test_{uuid.uuid4().hex[:16]}"
+
+
+async def drop_schemas(url: str, names: list[str]) -> None:
+    if not names:
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        for name in names:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def schemas(pg_url: str) -> AsyncIterator[Callable[[], str]]:
+    """``schemas()`` names a fresh schema; every one named is dropped after the test."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(new_schema_name())
+        return made[-1]
+
+    yield make
+    await drop_schemas(pg_url, made)
+
+
+@pytest.fixture
+async def open_storage(
+    pg_url: str, schemas: Callable[[], str]
+) -> AsyncIterator[Callable[..., Awaitable[PostgresStorage]]]:
+    """``await open_storage(schema=None, init=True, **options)``: a storage on a fresh (or the given) schema."""
+    opened: list[PostgresStorage] = []
+
+    async def make(schema: str | None = None, *, init: bool = True, **options: object) -> PostgresStorage:
+        options.setdefault("max_size", 4)
+        storage = PostgresStorage(pg_url, schema=schema or schemas(), **options)
+        opened.append(storage)
+        if init:
+            await storage.init_db()
+        return storage
+
+    yield make
+    for storage in opened:
+        await storage.close()
+
+
+@pytest.fixture
+async def pg(open_storage: Callable[..., Awaitable[PostgresStorage]]) -> PostgresStorage:
+    """An initialised storage on a schema of its own."""
+    return await open_storage()
