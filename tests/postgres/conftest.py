@@ -70,3 +70,17 @@ async def open_storage(
 async def pg(open_storage: Callable[..., Awaitable[PostgresStorage]]) -> PostgresStorage:
     """An initialised storage on a schema of its own."""
     return await open_storage()
+
+
+@pytest.fixture
+async def admin(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the server, to inspect and kill the connections under test."""
+    conn = await asyncpg.connect(pg_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A PostgreSQL URL of a port nothing listens on (port 1 on this host refuses at once)."""
+    return "postgresql://postgres@127.0.0.1:1/test"

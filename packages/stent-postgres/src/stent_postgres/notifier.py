@@ -84,6 +84,12 @@ class PostgresNotifier:
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
 
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the listening connection (``pg_stat_activity.pid``), or ``None`` when down."""
+        conn = self._conn
+        return None if conn is None else int(conn.get_server_pid())
+
     # -- the connection --------------------------------------------------------------------------------------
 
     async def connect(self) -> None:
