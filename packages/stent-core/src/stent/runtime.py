@@ -134,13 +134,20 @@ class Runtime:
         await self._publish([Notification(kind="work", queue=None)])
 
     async def task_finished(self, record: TaskRecord) -> None:
-        """A task ended here: wake local waiters directly, and tell other processes."""
+        """A task ended here: wake local waiters directly, and tell other processes.
+
+        A child whose parent does not wait for it in this process may have woken a suspended parent, which any
+        worker can now claim: that is announced as work too.
+        """
+        parent_waits_here = self.waiters.is_waited(record.task_id)
         self.waiters.resolve(record)
+        notes = [Notification(kind="finished", task_id=record.task_id, execution_id=record.execution_id)]
         if record.parent_task_id is None:
             self.waiters.execution_finished(record.execution_id)
-        await self._publish(
-            [Notification(kind="finished", task_id=record.task_id, execution_id=record.execution_id)]
-        )
+        elif not parent_waits_here:
+            self._announce_work(None)
+            notes.append(Notification(kind="work", queue=None))
+        await self._publish(notes)
 
     async def _publish(self, notes: Sequence[Notification]) -> None:
         if self.notifier is None or not notes:

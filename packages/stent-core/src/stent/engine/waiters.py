@@ -69,6 +69,10 @@ class WaiterRegistry:
                 if not waiters:
                     del self._futures[task_id]
 
+    def is_waited(self, task_id: str) -> bool:
+        """Whether someone in this process waits for the task right now."""
+        return task_id in self._futures
+
     def resolve(self, record: TaskRecord) -> None:
         """A task finished (known first-hand): wake everyone waiting for it."""
         if not record.state.terminal:
