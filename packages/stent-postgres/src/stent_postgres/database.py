@@ -86,6 +86,8 @@ def translate(exc: BaseException, settings: PostgresSettings) -> BaseException:
         return unavailable(settings, exc)
     if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
         return unavailable(settings, exc)
+    if isinstance(exc, asyncpg.InternalClientError):  # a connection left in a state the client cannot use
+        return unavailable(settings, exc)
     if isinstance(exc, asyncpg.DataError):
         return ConfigurationError(f"PostgreSQL refused a value stent sent ({exc})")
     return exc

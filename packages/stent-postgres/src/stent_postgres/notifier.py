@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
-from stent.errors import ConfigurationError, StorageUnavailable
+from stent.errors import ConfigurationError, StentError, StorageUnavailable
 from stent.ports import Notification, NotificationListener
 from stent_postgres import channel
 from stent_postgres.config import parse_settings
@@ -70,7 +70,7 @@ class PostgresNotifier:
         self._lost = asyncio.Event()
         self._closed = True
         self._outbox: list[tuple[list[str], asyncio.Future[None]]] = []
-        self._flushing = False
+        self._flusher: asyncio.Future[None] | None = None
         # One statement at a time on the connection (a publish and a ping must not overlap).
         self._using = asyncio.Lock()
         self._random = random.Random()
@@ -163,10 +163,7 @@ class PostgresNotifier:
                 await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=self.settings.connect_timeout)
         except Exception:
             log.debug("the notifier's connection failed its ping", exc_info=True)
-            conn.terminate()
-            if self._conn is conn:
-                self._conn = None
-                self._lost.set()
+            self._drop(conn)
 
     async def _reconnect(self) -> None:
         delay = self.reconnect_delay
@@ -192,6 +189,11 @@ class PostgresNotifier:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await supervisor
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and not flusher.done():
+            # Let an in-flight send finish (it is bounded), so the connection closes cleanly.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(flusher), timeout=self.settings.connect_timeout)
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -239,12 +241,10 @@ class PostgresNotifier:
             )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outbox.append((payloads, future))
-        if not self._flushing:
-            self._flushing = True
-            try:
-                await self._flush()
-            finally:
-                self._flushing = False
+        # The send runs in a task of its own: a publisher that is cancelled stops waiting, but never cancels a
+        # statement half-way through, which would leave the connection unusable.
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
         await future
 
     async def _flush(self) -> None:
@@ -256,9 +256,15 @@ class PostgresNotifier:
                 if conn is None:
                     raise StorageUnavailable("the PostgreSQL notifier lost its connection")
                 async with self._using:
-                    await conn.execute(_PUBLISH, self.channel, payloads)
+                    await asyncio.wait_for(
+                        conn.execute(_PUBLISH, self.channel, payloads), timeout=self.settings.connect_timeout
+                    )
             except Exception as exc:
+                if conn is not None and not _connection_survives(exc):
+                    self._drop(conn)
                 mapped = translate(exc, self.settings)
+                if not isinstance(mapped, StentError | OSError):
+                    mapped = StorageUnavailable(f"the PostgreSQL notifier could not publish: {exc!r}")
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(mapped)
@@ -267,3 +273,16 @@ class PostgresNotifier:
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
+
+    def _drop(self, conn: asyncpg.Connection) -> None:
+        """Give up a connection in an unknown state; the supervisor reconnects (warning once)."""
+        conn.terminate()
+        if self._conn is conn:
+            self._conn = None
+            self._lost.set()
+
+
+def _connection_survives(exc: BaseException) -> bool:
+    """Whether the connection is still usable after ``exc``: a server-side error in a statement leaves it so;
+    a lost connection, a timeout or a client-side protocol error does not."""
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, asyncpg.PostgresConnectionError)
