@@ -156,8 +156,10 @@ async def test_cancelling_running_code_raises_cancelled_error_so_compensation_ru
     assert await harness.executor.cancel(eid) is True
     with pytest.raises(ExecutionCancelled):
         await harness.finish(eid)
-    assert EVENTS[:3] == ["started", "finally ran", "compensating"]
-    assert "undone" in EVENTS
+    # Parent and child are interrupted at the same heartbeat, in either order.
+    assert EVENTS[0] == "started"
+    assert {"finally ran", "compensating", "undone"} <= set(EVENTS)
+    assert EVENTS.index("compensating") < EVENTS.index("undone")
     assert await harness.state(eid) is ExecutionState.CANCELLED
 
 

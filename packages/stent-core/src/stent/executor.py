@@ -450,7 +450,7 @@ class Stent:
         Call it from inside the running event loop, after creating the lifecycle.  Returns a function that
         removes the handlers.  A second signal while draining does nothing more: the drain is already under way.
         """
-        if lifecycle is not None and self._lifecycles.get(getattr(lifecycle, "name", None)) is not lifecycle:
+        if lifecycle is not None and self._lifecycles.get(str(getattr(lifecycle, "name", ""))) is not lifecycle:
             raise ConfigurationError(f"{lifecycle!r} is not a lifecycle of this executor")
         loop = asyncio.get_running_loop()
         chosen = list(signals)

@@ -14,7 +14,7 @@ Rules every Storage implementation follows:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -47,7 +47,8 @@ class Clock(Protocol):
 
     def monotonic(self) -> float: ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Wait ``seconds`` of this clock's time (an ``async def`` satisfies this too)."""
 
 
 @runtime_checkable

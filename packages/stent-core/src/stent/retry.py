@@ -34,6 +34,14 @@ def _exception_names(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _initial_delay(value: Any) -> float:
+    return parse_duration(value, name="initial_delay", allow_zero=True)
+
+
+def _max_delay(value: Any) -> float:
+    return parse_duration(value, name="max_delay", allow_zero=True)
+
+
 def _jitter(value: Any) -> float:
     if value is True:
         return 0.25
@@ -55,9 +63,9 @@ class RetryPolicy:
     """
 
     max_attempts: int = attrs.field(default=3)
-    initial_delay: float = attrs.field(default=1.0, converter=lambda v: parse_duration(v, name="initial_delay", allow_zero=True))
+    initial_delay: float = attrs.field(default=1.0, converter=_initial_delay)
     backoff_factor: float = attrs.field(default=2.0)
-    max_delay: float = attrs.field(default=300.0, converter=lambda v: parse_duration(v, name="max_delay", allow_zero=True))
+    max_delay: float = attrs.field(default=300.0, converter=_max_delay)
     jitter: float = attrs.field(default=0.0, converter=_jitter)
     retry_for: tuple[str, ...] = attrs.field(default=(Exception,), converter=_exception_names)
 

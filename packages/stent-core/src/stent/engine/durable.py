@@ -111,7 +111,7 @@ class DurableFunction(Generic[P, R]):
         self.cache_ttl = None if cache_ttl is None else parse_duration(cache_ttl, name="cache_ttl")
         self.signature = inspect.signature(func)
         self._hints: dict[str, Any] | None = None
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
         existing = _REGISTRY.get(self.name)
         if existing is not None and existing.func is not func and _code_id(existing.func) != _code_id(func):
             raise ConfigurationError(

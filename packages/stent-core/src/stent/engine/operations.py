@@ -92,12 +92,12 @@ def install_sleep_promotion() -> None:
     with _lock:
         _installed += 1
         if _installed == 1:
-            asyncio.sleep = _promoted_sleep  # type: ignore[assignment]
+            asyncio.sleep = _promoted_sleep
 
 
 def uninstall_sleep_promotion() -> None:
     global _installed
     with _lock:
         _installed = max(0, _installed - 1)
-        if _installed == 0 and asyncio.sleep is _promoted_sleep:  # type: ignore[comparison-overlap]
+        if _installed == 0 and asyncio.sleep is _promoted_sleep:
             asyncio.sleep = _original_sleep

@@ -208,15 +208,15 @@ class TaskRunner:
         started = runtime.clock.monotonic()
         fn = lookup_function(task.function)
         if fn is None:
-            error = UnregisteredFunctionError(task.function, registered_functions())
-            await self._fail(task, None, error, TaskOptions(), started, reason="unregistered function")
+            missing = UnregisteredFunctionError(task.function, registered_functions())
+            await self._fail(task, None, missing, TaskOptions(), started, reason="unregistered function")
             return
         try:
             options = TaskOptions.loads(task.options)
             args, kwargs = self.codec.decode_call(fn, task.args)
         except Exception as exc:
-            error = SerializationError(f"the stored task {task.task_id} cannot be decoded: {exc}")
-            await self._fail(task, fn, error, TaskOptions(), started, reason="undecodable task")
+            undecodable = SerializationError(f"the stored task {task.task_id} cannot be decoded: {exc}")
+            await self._fail(task, fn, undecodable, TaskOptions(), started, reason="undecodable task")
             return
         if options.cache_key is not None:
             cached = await runtime.storage.cache_get(options.cache_key, self.now())

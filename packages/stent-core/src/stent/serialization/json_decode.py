@@ -105,7 +105,7 @@ def _decode_namedtuple(tree: dict[str, Any]) -> tuple[Any, ...]:
     cls = import_qualified(tree["cls"])
     if isinstance(cls, type) and issubclass(cls, tuple):
         with contextlib.suppress(Exception):
-            return cls(*items)  # type: ignore[no-any-return]
+            return cls(*items)
     return items
 
 

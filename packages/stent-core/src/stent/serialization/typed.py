@@ -191,7 +191,7 @@ def _abstract_collection_factory(hint: Any, converter: cattrs.Converter) -> Call
             return value
         if concrete is tuple and len(args) != 1:
             return value  # Mapping-like arguments say nothing about a tuple's elements
-        target: Any = tuple.__class_getitem__((args[0], ...)) if concrete is tuple else concrete[args]  # type: ignore[index]
+        target: Any = tuple.__class_getitem__((args[0], ...)) if concrete is tuple else concrete[args]
         return converter.structure(value, target)
 
     return hook

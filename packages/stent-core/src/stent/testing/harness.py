@@ -44,7 +44,7 @@ class WorkflowHarness:
             await asyncio.sleep(0)
         if not isinstance(self.storage, MemoryStorage):
             # A storage that answers from another thread (SQLite) needs a moment of real time for each reply.
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # noqa: STENT-CLOCK (a real pause for a storage thread to answer)
             for _ in range(turns):
                 await asyncio.sleep(0)
 
