@@ -211,3 +211,17 @@ def test_decorator_option_errors() -> None:
         Stent.durable(name="stent.mine")(square.func)
     with pytest.raises(ConfigurationError, match="retry_policy"):
         Stent.durable(retry_policy=3)(square.func)  # type: ignore[arg-type]
+
+
+async def test_progress_log_lists_the_steps_in_order(harness: WorkflowHarness) -> None:
+    """progress_of lists an execution's steps oldest first, bounded by its limit."""
+    await harness.start_worker()
+    eid = await harness.executor.dispatch(counting, ["a", "bb"])
+    await harness.finish(eid)
+    progress = await harness.executor.progress_of(eid)
+    assert [p.function for p in progress] == [counting.name, square.name, square.name]
+    assert [p.step for p in progress] == [None, 1, 2]
+    assert all(p.state == "completed" for p in progress)
+    assert len(await harness.executor.progress_of(eid, limit=1)) == 1
+    with pytest.raises(ConfigurationError):
+        await harness.executor.progress_of(eid, limit=0)

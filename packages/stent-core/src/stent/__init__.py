@@ -26,7 +26,7 @@ from stent.errors import (
     StorageUnavailable,
     UnregisteredFunctionError,
 )
-from stent.executor import ExecutionStatus, Stent
+from stent.executor import ExecutionStatus, Stent, StepProgress
 from stent.logs import install_structured_logging
 from stent.model import ExecutionState, TaskState
 from stent.result import Error, Ok, Result
@@ -61,6 +61,7 @@ __all__ = [
     "SignalTimeout",
     "Stent",
     "StentError",
+    "StepProgress",
     "StorageCorrupt",
     "StorageUnavailable",
     "TaskState",

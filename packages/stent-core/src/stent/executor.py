@@ -61,6 +61,22 @@ class ExecutionStatus:
     state_values: dict[str, Any] = attrs.Factory(dict)
 
 
+@attrs.frozen
+class StepProgress:
+    """One entry of an execution's progress log: a step (call, sleep or signal wait) and how it stands."""
+
+    task_id: str
+    parent_task_id: str | None
+    step: int | None
+    function: str
+    kind: str
+    state: str
+    attempt: int
+    created_at: Any
+    started_at: Any
+    finished_at: Any
+
+
 class Stent:
     """Dispatches durable executions, waits for them, and runs workers (``serve``).
 
@@ -300,6 +316,29 @@ class Stent:
                 for key, value in json.loads(execution.custom_state or "{}").items()
             },
         )
+
+    async def progress_of(self, execution_id: str, *, limit: int = 100) -> list[StepProgress]:
+        """The execution's most recent ``limit`` steps (its root first when it fits), oldest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"limit must be a positive int, got {limit!r}")
+        await self._execution(execution_id)
+        tasks = await self.backend.list_execution_tasks(execution_id)
+        tasks.sort(key=lambda t: (t.created_at, t.step or 0))
+        return [
+            StepProgress(
+                task_id=t.task_id,
+                parent_task_id=t.parent_task_id,
+                step=t.step,
+                function=t.function,
+                kind=t.kind.value,
+                state=t.state.value,
+                attempt=t.attempt,
+                created_at=t.created_at,
+                started_at=t.started_at,
+                finished_at=t.finished_at,
+            )
+            for t in tasks[-limit:]
+        ]
 
     async def wait_for(self, execution_id: str, expiry: float | timedelta | None = None) -> Any:
         """Wait until the execution finishes; return its result or raise its error.
