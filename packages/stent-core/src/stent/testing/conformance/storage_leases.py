@@ -8,7 +8,7 @@ import pytest
 
 from stent.clocks import FakeClock
 from stent.errors import LeaseLost, TaskNotFound
-from stent.model import Fence, StepKey, TaskFailure, TaskRecord, TaskState
+from stent.model import Fence, LeaseReport, StepKey, TaskFailure, TaskRecord, TaskState
 from stent.ports import Storage
 from stent.testing.conformance._support import StorageCase, ids, new_task, request
 
@@ -49,13 +49,14 @@ class LeaseConformance(StorageCase):
             released.fence,
             Fence("no-such-task", 1),
         ]
-        renewed = await storage.renew_leases("w1", fences, 30, clock.now())
-        assert renewed == {held.task_id, other.task_id}
+        report = await storage.renew_leases("w1", fences, 30, clock.now())
+        assert report.renewed == {held.task_id, other.task_id}
+        assert report.stopping == set()  # nothing is being cancelled
         assert (await self.current(storage, held)).lease_expires_at == clock.now() + timedelta(seconds=30)
         assert (await self.current(storage, released)).lease_expires_at is None
         clock.advance(25)  # past the first lease, within the renewed one
         assert ids(await storage.claim_tasks(request("w2"), clock.now())) == [released.task_id]
-        assert await storage.renew_leases("w1", [], 30, clock.now()) == set()
+        assert await storage.renew_leases("w1", [], 30, clock.now()) == LeaseReport(frozenset(), frozenset())
 
     async def test_renewing_a_lease_lost_to_another_worker_fails(self, storage: Storage, clock: FakeClock) -> None:
         """After a takeover the old holder's renewal reports nothing and leaves the new lease alone."""
@@ -63,7 +64,7 @@ class LeaseConformance(StorageCase):
         old = await self.claim_one(storage, clock, worker="w1", lease=10)
         clock.advance(11)
         new = await self.claim_one(storage, clock, worker="w2", lease=10)
-        assert await storage.renew_leases("w1", [old.fence], 60, clock.now()) == set()
+        assert (await storage.renew_leases("w1", [old.fence], 60, clock.now())).renewed == set()
         assert await self.current(storage, new) == new
 
 
