@@ -1,13 +1,12 @@
 """Claiming tasks: the candidate query and the choice among candidates, inside the caller's write transaction.
 
 The query does the filtering that does not change while the claim runs (due, queue, tags, registered function)
-and orders by priority, then oldest.  It also drops the tasks of functions already at their ``max_concurrent``
-when the claim starts, so a saturated function's backlog never stands in front of other work (no head-of-line
-blocking).  Choosing among candidates then follows the reference storage exactly: a function's count of
-``running`` tasks grows with each task taken, and a task reclaimed from an expired ``running`` lease already
-counts.  Candidates are read in chunks; when a chunk runs out before the batch is full, the query is run again
-and sees the tasks just claimed as running.
-"""
+and orders by priority, then oldest (by the time each task became ready).  It also drops the tasks of functions
+already at their ``max_concurrent`` when the claim starts, so a saturated function's backlog never stands in
+front of other work (no head-of-line blocking).  Choosing among candidates then follows the reference storage
+exactly: a function's count of ``running`` tasks grows with each task taken, and a task reclaimed from an
+expired ``running`` lease already counts.  Candidates are read in chunks; when a chunk runs out before the batch
+is full, the query is run again and sees the tasks just claimed as running."""
 
 from __future__ import annotations
 
@@ -27,8 +26,13 @@ _RUNNING_N = len(TASK_COLUMNS)  # index of the per-function running count append
 
 @functools.cache
 def candidate_sql(by_queue: bool, by_tags: bool) -> str:
-    """The candidate query for one combination of filters (four texts in all, each prepared once)."""
-    filters = ["t.function IN (SELECT value FROM json_each(:functions))"]
+    """The candidate query for one combination of filters (four texts in all, each prepared once).
+
+    Three parts, each on its own partial index: due pending calls, suspended tasks whose timer is due, and
+    leased tasks whose lease ran out.  Each row carries its function's running count and its ready time (the
+    wake time of a suspended task, else ``scheduled_for``), which orders tasks of equal priority.
+    """
+    filters = ["t.kind = 'call'", "t.function IN (SELECT value FROM json_each(:functions))"]
     if by_queue:
         filters.append("t.queue IN (SELECT value FROM json_each(:queues))")
     if by_tags:
@@ -40,28 +44,31 @@ def candidate_sql(by_queue: bool, by_tags: bool) -> str:
     filters.append("(t.max_concurrent IS NULL OR coalesce(r.n, 0) - (t.state = 'running') < t.max_concurrent)")
     where = " AND ".join(filters)
     columns = ", ".join(f"t.{c}" for c in TASK_COLUMNS)
-    pending_index = "ix_stent_tasks_ready" if by_queue else "ix_stent_tasks_due"
 
-    def arm(index: str, due: str) -> str:
+    def part(index: str, ready_at: str, due: str) -> str:
         return (
-            f"SELECT {columns}, coalesce(r.n, 0) FROM stent_tasks AS t INDEXED BY {index}"
-            f" LEFT JOIN running AS r ON r.function = t.function WHERE {due} AND {where}"
+            f"SELECT {columns}, coalesce(r.n, 0), {ready_at} AS ready_at FROM stent_tasks AS t"
+            f" INDEXED BY {index} LEFT JOIN running AS r ON r.function = t.function WHERE {due} AND {where}"
         )
 
+    pending_index = "ix_stent_tasks_ready" if by_queue else "ix_stent_tasks_due"
+    pending = "t.state = 'pending' AND t.scheduled_for <= :now"
+    suspended = "t.state = 'suspended' AND t.wake_at <= :now"
+    expired = "t.state IN ('running', 'waiting') AND t.lease_expires_at <= :now"
     return (
         "WITH running(function, n) AS ("
         " SELECT function, count(*) FROM stent_tasks INDEXED BY ix_stent_tasks_limited"
         " WHERE state = 'running' AND max_concurrent IS NOT NULL GROUP BY function) "
-        + arm(pending_index, "t.state = 'pending' AND t.scheduled_for <= :now")
-        + " UNION ALL "
-        + arm("ix_stent_tasks_lease", "t.state IN ('running', 'waiting') AND t.lease_expires_at <= :now")
-        + " ORDER BY priority DESC, scheduled_for, created_at, task_id LIMIT :chunk"
+        f"{part(pending_index, 't.scheduled_for', pending)}"
+        f" UNION ALL {part('ix_stent_tasks_wake', 't.wake_at', suspended)}"
+        f" UNION ALL {part('ix_stent_tasks_lease', 't.scheduled_for', expired)}"
+        " ORDER BY priority DESC, ready_at, created_at, task_id LIMIT :chunk"
     )
 
 
 _TAKE = (
     "UPDATE stent_tasks SET state = 'running', lease_owner = ?, lease_expires_at = ?, fencing_token = ?,"
-    " started_at = coalesce(started_at, ?), updated_at = ? WHERE task_id = ?"
+    " started_at = coalesce(started_at, ?), wake_at = NULL, updated_at = ? WHERE task_id = ?"
 )
 _TOKENS = "UPDATE stent_meta SET value = value + ? WHERE name = 'fencing_token' RETURNING value"
 _START_EXECUTIONS = (
@@ -123,6 +130,7 @@ async def claim(conn: aiosqlite.Connection, request: ClaimRequest, now: datetime
                     lease_expires_at=lease_until,
                     fencing_token=first + offset,
                     started_at=task.started_at or now,
+                    wake_at=None,
                     updated_at=now,
                 )
             )

@@ -13,13 +13,16 @@ from typing import Any
 
 from stent.errors import ConfigurationError, StorageCorrupt
 from stent.model import (
+    DeadLetter,
     ExecutionRecord,
     ExecutionState,
     NewTask,
+    SignalRecord,
     StepKey,
     TaskKind,
     TaskRecord,
     TaskState,
+    WorkerInfo,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,6 +55,7 @@ TASK_COLUMNS = (
     "error",
     "started_at",
     "finished_at",
+    "wake_at",
 )
 TASK_SELECT = ", ".join(TASK_COLUMNS)
 TASK_INSERT = f"INSERT INTO stent_tasks ({TASK_SELECT}) VALUES ({', '.join('?' for _ in TASK_COLUMNS)})"
@@ -68,8 +72,29 @@ EXECUTION_COLUMNS = (
     "result",
     "error",
     "finished_at",
+    "counters",
+    "custom_state",
 )
 EXECUTION_SELECT = ", ".join(EXECUTION_COLUMNS)
+EXECUTION_INSERT = (
+    f"INSERT INTO stent_executions ({EXECUTION_SELECT})"
+    f" VALUES ({', '.join('?' for _ in EXECUTION_COLUMNS)}) ON CONFLICT (execution_id) DO NOTHING"
+)
+SIGNAL_SELECT = "signal_id, execution_id, name, payload, created_at, consumed_by"
+DEAD_LETTER_SELECT = "task_id, execution_id, function, queue, reason, error, attempts, created_at"
+WORKER_COLUMNS = (
+    "worker_id",
+    "hostname",
+    "pid",
+    "queues",
+    "tags",
+    "max_concurrency",
+    "running",
+    "state",
+    "started_at",
+    "last_seen",
+)
+WORKER_SELECT = ", ".join(WORKER_COLUMNS)
 
 
 def to_us(moment: datetime) -> int:
@@ -165,6 +190,7 @@ def task_params(task: TaskRecord) -> tuple[Any, ...]:
         task.error,
         to_us_or_none(task.started_at),
         to_us_or_none(task.finished_at),
+        to_us_or_none(task.wake_at),
     )
 
 
@@ -198,6 +224,7 @@ def task_from_row(row: Sequence[Any]) -> TaskRecord:
             error=row[23],
             started_at=from_us(row[24]),
             finished_at=from_us(row[25]),
+            wake_at=from_us(row[26]),
         )
     except (TypeError, ValueError, OverflowError) as exc:
         raise StorageCorrupt(f"task row {row[0]!r} cannot be decoded: {exc}") from exc
@@ -218,6 +245,70 @@ def execution_from_row(row: Sequence[Any]) -> ExecutionRecord:
             result=row[8],
             error=row[9],
             finished_at=from_us(row[10]),
+            counters=row[11],
+            custom_state=row[12],
         )
     except (TypeError, ValueError, OverflowError) as exc:
         raise StorageCorrupt(f"execution row {row[0]!r} cannot be decoded: {exc}") from exc
+
+
+def execution_params(execution: ExecutionRecord) -> tuple[Any, ...]:
+    """Parameters for :data:`EXECUTION_INSERT`, in :data:`EXECUTION_COLUMNS` order."""
+    return (
+        execution.execution_id,
+        execution.root_task_id,
+        execution.function,
+        execution.queue,
+        execution.state.value,
+        to_us(execution.created_at),
+        to_us(execution.updated_at),
+        to_us_or_none(execution.deadline),
+        execution.result,
+        execution.error,
+        to_us_or_none(execution.finished_at),
+        execution.counters,
+        execution.custom_state,
+    )
+
+
+def signal_from_row(row: Sequence[Any]) -> SignalRecord:
+    return SignalRecord(row[0], row[1], row[2], row[3], _required_time(row[4]), row[5])
+
+
+def dead_letter_from_row(row: Sequence[Any]) -> DeadLetter:
+    return DeadLetter(row[0], row[1], row[2], row[3], row[4], row[5], row[6], _required_time(row[7]))
+
+
+def _optional_names(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(json.loads(value))
+
+
+def worker_params(info: WorkerInfo) -> tuple[Any, ...]:
+    """Parameters in :data:`WORKER_COLUMNS` order; ``None`` queues or tags (no filter) stay NULL."""
+    return (
+        info.worker_id,
+        info.hostname,
+        info.pid,
+        None if info.queues is None else encode_list(info.queues),
+        None if info.tags is None else encode_list(info.tags),
+        info.max_concurrency,
+        info.running,
+        info.state,
+        to_us(info.started_at),
+        to_us(info.last_seen),
+    )
+
+
+def worker_from_row(row: Sequence[Any]) -> WorkerInfo:
+    return WorkerInfo(
+        worker_id=row[0],
+        hostname=row[1],
+        pid=row[2],
+        queues=_optional_names(row[3]),
+        tags=_optional_names(row[4]),
+        max_concurrency=row[5],
+        running=row[6],
+        state=row[7],
+        started_at=_required_time(row[8]),
+        last_seen=_required_time(row[9]),
+    )

@@ -48,10 +48,17 @@ _V1 = (
         deadline INTEGER,
         result TEXT,
         error TEXT,
-        finished_at INTEGER
+        finished_at INTEGER,
+        counters TEXT NOT NULL DEFAULT '{}',
+        custom_state TEXT NOT NULL DEFAULT '{}'
     )""",
     "CREATE INDEX ix_stent_executions_created ON stent_executions (created_at, execution_id)",
     "CREATE INDEX ix_stent_executions_state ON stent_executions (state, created_at, execution_id)",
+    # Time limits look only at unfinished executions that have a deadline; cleanup only at finished ones.
+    """CREATE INDEX ix_stent_executions_deadline ON stent_executions (deadline, execution_id)
+        WHERE deadline IS NOT NULL AND state IN ('pending', 'running', 'cancelling')""",
+    """CREATE INDEX ix_stent_executions_finished ON stent_executions (finished_at, execution_id)
+        WHERE finished_at IS NOT NULL""",
     # ``seq`` (the rowid) is the insertion order an execution's tasks are listed in; an explicit INTEGER
     # PRIMARY KEY keeps it stable across VACUUM.
     """CREATE TABLE stent_tasks (
@@ -81,33 +88,77 @@ _V1 = (
         result TEXT,
         error TEXT,
         started_at INTEGER,
-        finished_at INTEGER
+        finished_at INTEGER,
+        wake_at INTEGER
     )""",
     # A step's identity; root tasks have NULL parents, which a UNIQUE index treats as distinct.
     "CREATE UNIQUE INDEX ux_stent_tasks_step ON stent_tasks (parent_task_id, parent_attempt, step)",
     "CREATE INDEX ix_stent_tasks_execution ON stent_tasks (execution_id)",
-    # The claim names its index for each part (INDEXED BY), so plans do not hinge on statistics: due pending
-    # tasks of given queues (also queue_depth), due pending tasks of any queue, leased tasks whose lease ran
-    # out.  The partial indexes hold only the rows they serve, so they stay small.
-    "CREATE INDEX ix_stent_tasks_ready ON stent_tasks (state, queue, scheduled_for, priority)",
-    "CREATE INDEX ix_stent_tasks_due ON stent_tasks (scheduled_for, queue) WHERE state = 'pending'",
+    # The claim names its index for each part (INDEXED BY), so plans do not hinge on statistics.  Each index is
+    # partial and holds only the rows it serves: pending calls by queue and due time (also queue_depth),
+    # pending calls of any queue by due time, leased tasks by lease expiry, suspended tasks by wake time.
+    # Pending signal waits (which no worker claims) are in none of them, however many there are.
+    """CREATE INDEX ix_stent_tasks_ready ON stent_tasks (queue, scheduled_for, priority)
+        WHERE state = 'pending' AND kind = 'call'""",
+    """CREATE INDEX ix_stent_tasks_due ON stent_tasks (scheduled_for, queue)
+        WHERE state = 'pending' AND kind = 'call'""",
     """CREATE INDEX ix_stent_tasks_lease ON stent_tasks (lease_expires_at)
         WHERE state IN ('running', 'waiting')""",
+    "CREATE INDEX ix_stent_tasks_wake ON stent_tasks (wake_at) WHERE state = 'suspended'",
     # max_concurrent counts running tasks per function; only limited functions' running rows are indexed.
     """CREATE INDEX ix_stent_tasks_limited ON stent_tasks (function)
         WHERE state = 'running' AND max_concurrent IS NOT NULL""",
+    # AUTOINCREMENT: a signal id is never reused, even after cleanup deleted the newest signals.
+    """CREATE TABLE stent_signals (
+        signal_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        execution_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        consumed_by TEXT
+    )""",
+    "CREATE INDEX ix_stent_signals_execution ON stent_signals (execution_id, signal_id)",
+    """CREATE INDEX ix_stent_signals_buffered ON stent_signals (execution_id, name, signal_id)
+        WHERE consumed_by IS NULL""",
     """CREATE TABLE stent_dead_letters (
         task_id TEXT PRIMARY KEY,
         execution_id TEXT NOT NULL,
+        function TEXT NOT NULL,
+        queue TEXT NOT NULL,
         reason TEXT NOT NULL,
         error TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
         created_at INTEGER NOT NULL
     )""",
-    "CREATE INDEX ix_stent_dead_letters_created ON stent_dead_letters (created_at)",
+    "CREATE INDEX ix_stent_dead_letters_created ON stent_dead_letters (created_at, task_id)",
+    """CREATE TABLE stent_cache (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        expires_at INTEGER
+    ) WITHOUT ROWID""",
+    """CREATE TABLE stent_leaders (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE stent_workers (
+        worker_id TEXT PRIMARY KEY,
+        hostname TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        queues TEXT,
+        tags TEXT,
+        max_concurrency INTEGER NOT NULL,
+        running INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL
+    ) WITHOUT ROWID""",
 )
 
 #: Every migration, in order; a database at version N has had 1..N applied.
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "executions, tasks, steps and dead letters", _V1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "executions, tasks, signals, dead letters, cache, leader locks, workers", _V1),
+)
 
 LATEST_VERSION = MIGRATIONS[-1].version
 

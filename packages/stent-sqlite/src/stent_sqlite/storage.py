@@ -4,74 +4,72 @@ Every port method is one transaction.  Writes open it with ``BEGIN IMMEDIATE``, 
 (the fence, the running counts of a claim) and the writes that follow cannot be interleaved with another
 process's.  Worker writes are fenced in the statement itself (``WHERE fencing_token = ? AND state IN
 ('running', 'waiting')``); only when that matches nothing is the row read again to say why.
+
+The task lifecycle lives here; signals, cancellation, dead letters and housekeeping are in
+:mod:`stent_sqlite.operations`, which this class mixes in, as the reference storage does.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import aiosqlite
+import attrs
 
-from stent.errors import ConfigurationError, LeaseLost, TaskNotFound
+from stent.errors import ConfigurationError, ExecutionStopping, TaskNotFound
 from stent.model import (
+    SIGNAL_PREFIX,
     ClaimRequest,
+    ContextUpdate,
     ExecutionPage,
     ExecutionRecord,
     ExecutionState,
     Fence,
+    LeaseReport,
     NewExecution,
     NewTask,
     StepKey,
     TaskFailure,
+    TaskKind,
     TaskRecord,
     TaskState,
 )
 from stent_sqlite import claim, schema
 from stent_sqlite.database import Database, check_busy_timeout, parse_url
+from stent_sqlite.operations import SQLiteOperations
 from stent_sqlite.rows import (
+    EXECUTION_INSERT,
     EXECUTION_SELECT,
     TASK_INSERT,
     TASK_SELECT,
     encode_list,
     execution_from_row,
+    execution_params,
     task_from_new,
     task_from_row,
     task_params,
     to_us,
-    to_us_or_none,
+)
+from stent_sqlite.transitions import (
+    STOPPING_EXECUTION,
+    add_dead_letter,
+    after_finish,
+    fenced,
+    fenced_update,
+    fetch_execution,
+    fetch_task,
+    stopping,
+    update_task,
 )
 
-_LEASED = "state IN ('running', 'waiting')"
-_TERMINAL_EXECUTION = "('completed', 'failed', 'timed_out', 'cancelled')"
-
-# A finished child wakes its parent when the parent still runs the attempt that made the child: a waiting
-# parent runs on, a suspended one becomes claimable now.
-_WAKE_PARENT = (
-    "UPDATE stent_tasks SET"
-    " state = CASE state WHEN 'waiting' THEN 'running' ELSE 'pending' END,"
-    " scheduled_for = CASE state WHEN 'suspended' THEN :now ELSE scheduled_for END,"
-    " updated_at = :now"
-    " WHERE task_id = :parent AND attempt = :attempt AND state IN ('waiting', 'suspended')"
-)
-_FINISH_EXECUTION = (
-    "UPDATE stent_executions SET state = :state,"
-    " result = CASE :state WHEN 'completed' THEN :result ELSE result END,"
-    " error = CASE :state WHEN 'failed' THEN :error ELSE error END,"
-    " updated_at = :now, finished_at = :now"
-    f" WHERE execution_id = :execution AND state NOT IN {_TERMINAL_EXECUTION}"
-)
+_RELEASE_LEASE = "lease_owner = NULL, lease_expires_at = NULL, updated_at = :now"
 
 
-def _lease_lost(fence: Fence, token: int, state: str) -> LeaseLost:
-    if token != fence.token:
-        return LeaseLost(fence.task_id, f"token {fence.token} is stale; current is {token}")
-    return LeaseLost(fence.task_id, f"task is {state}")
-
-
-class SQLiteStorage:
+class SQLiteStorage(SQLiteOperations):
     """Storage in a SQLite file (WAL mode), shared safely by any number of processes on one host."""
 
     capabilities: frozenset[str] = frozenset()
@@ -116,53 +114,6 @@ class SQLiteStorage:
     async def close(self) -> None:
         await self._db.close()
 
-    # -- helpers ---------------------------------------------------------------------------------------------
-
-    async def _fence_error(self, conn: aiosqlite.Connection, fence: Fence) -> Exception:
-        """Why a fenced statement matched nothing, as the reference storage words it."""
-        rows = list(
-            await conn.execute_fetchall(
-                "SELECT fencing_token, state FROM stent_tasks WHERE task_id = ?", (fence.task_id,)
-            )
-        )
-        if not rows:
-            return TaskNotFound(fence.task_id)
-        return _lease_lost(fence, rows[0][0], rows[0][1])
-
-    async def _fenced_update(
-        self, conn: aiosqlite.Connection, fence: Fence, assignments: str, params: dict[str, Any]
-    ) -> TaskRecord:
-        rows = list(
-            await conn.execute_fetchall(
-                f"UPDATE stent_tasks SET {assignments}"
-                f" WHERE task_id = :task_id AND fencing_token = :token AND {_LEASED} RETURNING {TASK_SELECT}",
-                {**params, "task_id": fence.task_id, "token": fence.token},
-            )
-        )
-        if not rows:
-            raise await self._fence_error(conn, fence)
-        return task_from_row(rows[0])
-
-    async def _after_finish(self, conn: aiosqlite.Connection, task: TaskRecord, now: datetime) -> None:
-        """Wake the parent waiting on a finished task, or finish the execution of a finished root."""
-        now_us = to_us(now)
-        if task.parent_task_id is None:
-            if task.state in (TaskState.COMPLETED, TaskState.FAILED):
-                await conn.execute(
-                    _FINISH_EXECUTION,
-                    {
-                        "state": task.state.value,  # completed and failed are execution states too
-                        "result": task.result,
-                        "error": task.error,
-                        "now": now_us,
-                        "execution": task.execution_id,
-                    },
-                )
-            return
-        await conn.execute(
-            _WAKE_PARENT, {"now": now_us, "parent": task.parent_task_id, "attempt": task.parent_attempt}
-        )
-
     # -- creating work ---------------------------------------------------------------------------------------
 
     async def create_execution(self, new: NewExecution, now: datetime) -> tuple[ExecutionRecord, bool]:
@@ -178,47 +129,28 @@ class SQLiteStorage:
             deadline=new.deadline,
         )
         async with self._db.transaction() as conn:
-            inserted = list(
-                await conn.execute_fetchall(
-                    f"INSERT INTO stent_executions ({EXECUTION_SELECT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL,"
-                    " NULL) ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id",
-                    (
-                        execution.execution_id,
-                        execution.root_task_id,
-                        execution.function,
-                        execution.queue,
-                        execution.state.value,
-                        to_us(now),
-                        to_us(now),
-                        to_us_or_none(new.deadline),
-                    ),
-                )
-            )
-            if not inserted:
-                rows = list(
-                    await conn.execute_fetchall(
-                        f"SELECT {EXECUTION_SELECT} FROM stent_executions WHERE execution_id = ?",
-                        (new.execution_id,),
-                    )
-                )
-                return execution_from_row(rows[0]), False
+            cursor = await conn.execute(EXECUTION_INSERT, execution_params(execution))
+            if cursor.rowcount == 0:  # the id exists: return what is stored
+                existing = await fetch_execution(conn, new.execution_id)
+                return cast(ExecutionRecord, existing), False
             await conn.execute(TASK_INSERT, task_params(root))
         return execution, True
 
     async def get_or_create_steps(
-        self, parent: Fence, steps: Sequence[tuple[StepKey, NewTask]], now: datetime
+        self,
+        parent: Fence,
+        steps: Sequence[tuple[StepKey, NewTask]],
+        now: datetime,
+        *,
+        allow_stopping: bool = False,
     ) -> list[TaskRecord]:
         async with self._db.transaction() as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    f"SELECT {TASK_SELECT} FROM stent_tasks WHERE task_id = ?", (parent.task_id,)
-                )
-            )
-            if not rows:
-                raise TaskNotFound(parent.task_id)
-            owner = task_from_row(rows[0])
-            if owner.fencing_token != parent.token or not owner.state.leased:
-                raise _lease_lost(parent, owner.fencing_token, owner.state.value)
+            owner = await fenced(conn, parent)
+            if not allow_stopping:
+                execution = await fetch_execution(conn, owner.execution_id)
+                if stopping(execution):
+                    state = execution.state.value if execution else "deleted"
+                    raise ExecutionStopping(owner.execution_id, state)
             found = await self._existing_steps(conn, [key for key, _ in steps])
             out: list[TaskRecord] = []
             created: list[TaskRecord] = []
@@ -226,6 +158,8 @@ class SQLiteStorage:
                 task = found.get(key)
                 if task is None:
                     task = task_from_new(new, owner.execution_id, now, parent_task_id=owner.task_id, key=key)
+                    if task.kind is TaskKind.SIGNAL:
+                        task = await self._consume_buffered_signal(conn, task, now)
                     found[key] = task  # the same key twice in one call is one step
                     created.append(task)
                 out.append(task)
@@ -257,6 +191,26 @@ class SQLiteStorage:
                 found[StepKey(parent_id, attempt, cast(int, task.step))] = task  # the query matched a step
         return found
 
+    async def _consume_buffered_signal(
+        self, conn: aiosqlite.Connection, step: TaskRecord, now: datetime
+    ) -> TaskRecord:
+        """A new signal step takes the oldest unconsumed signal of its name, and is created completed with it."""
+        rows = list(
+            await conn.execute_fetchall(
+                "UPDATE stent_signals SET consumed_by = :step WHERE signal_id = ("
+                " SELECT signal_id FROM stent_signals WHERE execution_id = :execution AND name = :name"
+                " AND consumed_by IS NULL ORDER BY signal_id LIMIT 1) RETURNING payload",
+                {
+                    "step": step.task_id,
+                    "execution": step.execution_id,
+                    "name": step.function[len(SIGNAL_PREFIX) :],
+                },
+            )
+        )
+        if not rows:
+            return step
+        return attrs.evolve(step, state=TaskState.COMPLETED, result=rows[0][0], finished_at=now, updated_at=now)
+
     # -- claiming and leases ---------------------------------------------------------------------------------
 
     async def claim_tasks(self, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
@@ -267,11 +221,11 @@ class SQLiteStorage:
 
     async def renew_leases(
         self, worker_id: str, fences: Sequence[Fence], lease_seconds: float, now: datetime
-    ) -> set[str]:
+    ) -> LeaseReport:
         if not fences:
-            return set()
+            return LeaseReport(frozenset())
         lease_until = now + timedelta(seconds=lease_seconds)
-        # One statement: SQLite runs it atomically without an explicit transaction.  ``+state`` keeps the
+        # One statement, so SQLite runs it atomically without an explicit transaction.  ``+state`` keeps the
         # planner on the task_id index (one probe per fence) rather than walking every leased task.
         rows = await self._db.fetchall(
             "UPDATE stent_tasks SET lease_expires_at = ?, updated_at = ?"
@@ -279,61 +233,130 @@ class SQLiteStorage:
             " AND task_id IN (SELECT json_extract(value, '$[0]') FROM json_each(?3))"
             " AND (task_id, fencing_token) IN"
             " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?3))"
-            " RETURNING task_id",
+            " RETURNING task_id, coalesce((SELECT e.state IN " + STOPPING_EXECUTION + " FROM stent_executions AS e"
+            " WHERE e.execution_id = stent_tasks.execution_id), 1)",
             (to_us(lease_until), to_us(now), encode_list([[f.task_id, f.token] for f in fences])),
         )
-        return {row[0] for row in rows}
+        return LeaseReport(frozenset(r[0] for r in rows), frozenset(r[0] for r in rows if r[1]))
 
     # -- finishing -------------------------------------------------------------------------------------------
 
-    async def complete_task(self, fence: Fence, result: str, now: datetime) -> TaskRecord:
+    async def complete_task(
+        self, fence: Fence, result: str, now: datetime, update: ContextUpdate | None = None
+    ) -> TaskRecord:
         async with self._db.transaction() as conn:
-            task = await self._fenced_update(
+            task = await fenced_update(
                 conn,
                 fence,
-                "state = 'completed', result = :result, error = NULL, lease_owner = NULL,"
-                " lease_expires_at = NULL, finished_at = :now, updated_at = :now",
+                f"state = 'completed', result = :result, error = NULL, finished_at = :now, {_RELEASE_LEASE}",
                 {"result": result, "now": to_us(now)},
             )
-            await self._after_finish(conn, task, now)
+            if update:
+                await self._apply_update(conn, task.execution_id, update, now)
+            await after_finish(conn, task, now)
         return task
+
+    async def _apply_update(
+        self, conn: aiosqlite.Connection, execution_id: str, update: ContextUpdate, now: datetime
+    ) -> None:
+        """Add to the execution's counters and set its custom state; read and written in this transaction."""
+        execution = cast(ExecutionRecord, await fetch_execution(conn, execution_id))
+        counters = json.loads(execution.counters)
+        for name, amount in update.increments:
+            counters[name] = counters.get(name, 0) + amount
+        state = json.loads(execution.custom_state)
+        for name, value in update.state:
+            state[name] = value  # serialized text, opaque to storage
+        await conn.execute(
+            "UPDATE stent_executions SET counters = ?, custom_state = ?, updated_at = ? WHERE execution_id = ?",
+            (
+                json.dumps(counters, separators=(",", ":")),
+                json.dumps(state, separators=(",", ":")),
+                to_us(now),
+                execution_id,
+            ),
+        )
 
     async def fail_task(self, fence: Fence, failure: TaskFailure, now: datetime) -> TaskRecord:
         now_us = to_us(now)
         async with self._db.transaction() as conn:
-            if failure.retry_at is not None:
-                return await self._fenced_update(
+            task = await fenced(conn, fence)
+            if failure.retry_at is not None and not stopping(await fetch_execution(conn, task.execution_id)):
+                return await update_task(
                     conn,
-                    fence,
+                    task.task_id,
                     "state = 'pending', attempt = attempt + 1, scheduled_for = :retry_at, error = :error,"
-                    " lease_owner = NULL, lease_expires_at = NULL, updated_at = :now",
+                    f" {_RELEASE_LEASE}",
                     {"retry_at": to_us(failure.retry_at), "error": failure.error, "now": now_us},
                 )
-            task = await self._fenced_update(
+            task = await update_task(
                 conn,
-                fence,
-                "state = 'failed', error = :error, lease_owner = NULL, lease_expires_at = NULL,"
-                " finished_at = :now, updated_at = :now",
+                task.task_id,
+                f"state = 'failed', error = :error, finished_at = :now, {_RELEASE_LEASE}",
                 {"error": failure.error, "now": now_us},
             )
             if failure.dead_letter:
-                await conn.execute(
-                    "INSERT OR REPLACE INTO stent_dead_letters (task_id, execution_id, reason, error, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (task.task_id, task.execution_id, failure.reason, failure.error, now_us),
-                )
-            await self._after_finish(conn, task, now)
+                await add_dead_letter(conn, task, failure.reason, now)
+            await after_finish(conn, task, now)
         return task
 
     async def release_task(self, fence: Fence, now: datetime) -> None:
         async with self._db.transaction() as conn:
-            await self._fenced_update(
+            await fenced_update(
+                conn, fence, f"state = 'pending', scheduled_for = :now, {_RELEASE_LEASE}", {"now": to_us(now)}
+            )
+
+    async def suspend_task(
+        self, fence: Fence, *, waiting_on: Sequence[str], wake_at: datetime | None, now: datetime
+    ) -> TaskRecord:
+        async with self._db.transaction() as conn:
+            task = await fenced(conn, fence)
+            already = wake_at is not None and wake_at <= now
+            if not already and waiting_on:
+                rows = list(
+                    await conn.execute_fetchall(
+                        "SELECT 1 FROM stent_tasks WHERE task_id IN (SELECT value FROM json_each(?))"
+                        " AND state IN ('completed', 'failed', 'cancelled') LIMIT 1",
+                        (encode_list(waiting_on),),
+                    )
+                )
+                already = bool(rows)
+            params = {"now": to_us(now), "wake_at": None if wake_at is None else to_us(wake_at)}
+            if already:  # what it waits for happened already: claimable at once, so no wake-up is lost
+                assignments = "state = 'pending', scheduled_for = :now, wake_at = NULL"
+            else:
+                assignments = "state = 'suspended', wake_at = :wake_at"
+            return await update_task(conn, task.task_id, f"{assignments}, {_RELEASE_LEASE}", params)
+
+    async def cancel_task(self, fence: Fence, error: str | None, now: datetime) -> TaskRecord:
+        async with self._db.transaction() as conn:
+            task = await fenced_update(
                 conn,
                 fence,
-                "state = 'pending', scheduled_for = :now, lease_owner = NULL, lease_expires_at = NULL,"
-                " updated_at = :now",
-                {"now": to_us(now)},
+                f"state = 'cancelled', error = :error, finished_at = :now, {_RELEASE_LEASE}",
+                {"error": error, "now": to_us(now)},
             )
+            await after_finish(conn, task, now)
+        return task
+
+    async def expire_step(self, parent: Fence, task_id: str, error: str, now: datetime) -> TaskRecord:
+        now_us = to_us(now)
+        async with self._db.transaction() as conn:
+            await fenced(conn, parent)
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE stent_tasks SET state = 'failed', error = ?, finished_at = ?, updated_at = ?"
+                    " WHERE task_id = ? AND parent_task_id = ? AND state NOT IN ('completed', 'failed', 'cancelled')"
+                    f" RETURNING {TASK_SELECT}",
+                    (error, now_us, now_us, task_id, parent.task_id),
+                )
+            )
+            if rows:
+                return task_from_row(rows[0])
+            step = await fetch_task(conn, task_id)
+            if step is None or step.parent_task_id != parent.task_id:
+                raise TaskNotFound(task_id)
+            return step  # it finished first
 
     # -- reads -----------------------------------------------------------------------------------------------
 
@@ -389,10 +412,15 @@ class SQLiteStorage:
         return ExecutionPage(page, int(total[0][0]))
 
     async def queue_depth(self, queue: str | None, now: datetime) -> int:
+        # Pending calls only (a pending signal wait is no work for a worker), counted on the claim's indexes.
         if queue is None:
-            rows = await self._db.fetchall("SELECT count(*) FROM stent_tasks WHERE state = 'pending'")
+            rows = await self._db.fetchall(
+                "SELECT count(*) FROM stent_tasks INDEXED BY ix_stent_tasks_due WHERE state = 'pending' AND kind = 'call'"
+            )
         else:
             rows = await self._db.fetchall(
-                "SELECT count(*) FROM stent_tasks WHERE state = 'pending' AND queue = ?", (queue,)
+                "SELECT count(*) FROM stent_tasks INDEXED BY ix_stent_tasks_ready"
+                " WHERE state = 'pending' AND kind = 'call' AND queue = ?",
+                (queue,),
             )
         return int(rows[0][0])
