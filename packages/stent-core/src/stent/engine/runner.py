@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from stent import tracing
 from stent._async import wait_event_or_timeout
 from stent.engine.context import TaskContext
 from stent.engine.durable import DurableFunction, lookup_function, registered_functions
@@ -204,6 +205,10 @@ class TaskRunner:
 
     async def run(self, task: TaskRecord) -> None:
         """Run ``task`` to an outcome and record it.  Raises :class:`TaskAbandoned` if the lease was lost."""
+        with tracing.task_span(task):  # nothing unless a tracer is installed (stent.tracing)
+            await self._run(task)
+
+    async def _run(self, task: TaskRecord) -> None:
         runtime = self.runtime
         started = runtime.clock.monotonic()
         fn = lookup_function(task.function)
@@ -325,6 +330,7 @@ class TaskRunner:
         record = await self._write(task, lambda now: runtime.storage.fail_task(task.fence, failure, now))
         fields = {"queue": task.queue, "step_name": task.function, "kind": task.kind.value}
         runtime.metrics.emit("task_failed", reason=failure.reason, retrying=retrying, **fields)
+        tracing.task_failed(exc, retrying=retrying)
         if record.state.terminal:
             if failure.dead_letter:
                 runtime.metrics.emit("dead_lettered", reason=failure.reason, **fields)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from stent import tracing
 from stent.engine.codec import Codec
 from stent.errors import ConfigurationError
 from stent.model import NewTask
@@ -28,12 +29,13 @@ class TaskOptions:
     cache_key: str | None = None
     cache_ttl: float | None = None
     signal_deadline: str | None = None  # ISO time a signal wait gives up
+    trace: dict[str, str] | None = None  # W3C trace context of the code that created the task (stent.tracing)
 
     def dumps(self) -> str:
         data: dict[str, Any] = {}
         if self.retry != NO_RETRY:
             data["retry"] = self.retry.to_dict()
-        for name in ("timeout", "cache_key", "cache_ttl", "signal_deadline"):
+        for name in ("timeout", "cache_key", "cache_ttl", "signal_deadline", "trace"):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
@@ -81,6 +83,7 @@ def new_call_task(
         timeout=fn.timeout,
         cache_key=idempotency_key(fn, args_text, args, kwargs) if fn.idempotent else None,
         cache_ttl=fn.cache_ttl,
+        trace=tracing.capture(fn.name),
     )
     return NewTask(
         task_id=task_id,
