@@ -41,7 +41,8 @@ async def main(decision: str, db: str) -> None:
     await lifecycle.wait_until_ready()
     try:
         execution_id = await executor.dispatch(expense_approval, "EXP-42", 129.5)
-        await executor.send_signal(execution_id, "decision", {"verdict": f"{decision}d", "by": "dana"})
+        verdict = {"approve": "approved", "reject": "rejected"}[decision]
+        await executor.send_signal(execution_id, "decision", {"verdict": verdict, "by": "dana"})
         print(f"outcome: {await executor.wait_for(execution_id)}")
     finally:
         executor.request_worker_drain(lifecycle)

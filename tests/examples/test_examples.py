@@ -41,7 +41,7 @@ def test_batch_processing_reports_partial_failure(tmp_path: Path) -> None:
     done = run("batch_processing.py", "--records", "30", "--db", str(tmp_path / "b.db"))
     assert done.returncode == 0, done.stderr
     assert "imported 26 of 30 records; failed: [7, 14, 21, 28]" in done.stdout
-    assert "{'imported': 26, 'failed': 4}" in done.stdout
+    assert "counters: {'failed': 4, 'imported': 26}" in done.stdout
 
 
 def test_human_approval_passes_the_decision_on(tmp_path: Path) -> None:
