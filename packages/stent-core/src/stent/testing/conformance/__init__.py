@@ -33,12 +33,22 @@ them only where an adapter subclasses them; each area is also a class of its own
 
 from __future__ import annotations
 
+from stent.testing.conformance.storage_cancel import CancellationConformance, TimeLimitConformance
 from stent.testing.conformance.storage_claim import ClaimConformance
 from stent.testing.conformance.storage_concurrency import ConcurrencyConformance
+from stent.testing.conformance.storage_context import CacheConformance, ContextConformance
 from stent.testing.conformance.storage_create import ExecutionCreationConformance, StepCreationConformance
+from stent.testing.conformance.storage_deadletters import DeadLetterConformance
 from stent.testing.conformance.storage_finish import FinishConformance
+from stent.testing.conformance.storage_housekeeping import (
+    CleanupConformance,
+    LeaderConformance,
+    WorkerRowConformance,
+)
 from stent.testing.conformance.storage_leases import FencingConformance, LeaseConformance
 from stent.testing.conformance.storage_reads import ReadConformance
+from stent.testing.conformance.storage_signals import SignalConformance
+from stent.testing.conformance.storage_suspend import SuspensionConformance
 
 
 class StorageConformance(
@@ -49,19 +59,39 @@ class StorageConformance(
     LeaseConformance,
     FencingConformance,
     FinishConformance,
+    SuspensionConformance,
+    SignalConformance,
+    CancellationConformance,
+    TimeLimitConformance,
+    DeadLetterConformance,
+    ContextConformance,
+    CacheConformance,
+    LeaderConformance,
+    CleanupConformance,
+    WorkerRowConformance,
     ReadConformance,
 ):
     """Every required behaviour of the Storage port."""
 
 
 __all__ = [
+    "CacheConformance",
+    "CancellationConformance",
     "ClaimConformance",
+    "CleanupConformance",
     "ConcurrencyConformance",
+    "ContextConformance",
+    "DeadLetterConformance",
     "ExecutionCreationConformance",
     "FencingConformance",
     "FinishConformance",
+    "LeaderConformance",
     "LeaseConformance",
     "ReadConformance",
+    "SignalConformance",
     "StepCreationConformance",
     "StorageConformance",
+    "SuspensionConformance",
+    "TimeLimitConformance",
+    "WorkerRowConformance",
 ]

@@ -15,7 +15,17 @@ import pytest
 import pytest_asyncio
 
 from stent.clocks import FakeClock
-from stent.model import ClaimRequest, ExecutionRecord, Fence, NewExecution, NewTask, StepKey, TaskRecord
+from stent.model import (
+    SIGNAL_PREFIX,
+    ClaimRequest,
+    ExecutionRecord,
+    Fence,
+    NewExecution,
+    NewTask,
+    StepKey,
+    TaskKind,
+    TaskRecord,
+)
 from stent.ports import Storage
 
 PeerFactory = Callable[[Storage], Awaitable[Storage]]
@@ -33,6 +43,11 @@ def new_task(function: str = "work", **fields: Any) -> NewTask:
     fields.setdefault("task_id", new_id("task"))
     fields.setdefault("args", "[]")
     return NewTask(function=function, **fields)
+
+
+def signal_wait(name: str, **fields: Any) -> NewTask:
+    """A step that waits for the signal ``name`` (what ``Stent.wait_for_signal`` journals)."""
+    return new_task(SIGNAL_PREFIX + name, kind=TaskKind.SIGNAL, **fields)
 
 
 def new_execution(function: str = "work", *, execution_id: str | None = None, **root: Any) -> NewExecution:
@@ -131,6 +146,12 @@ class StorageCase:
         claimed = await storage.claim_tasks(request(worker, [function], limit=1, **kw), clock.now())
         assert len(claimed) == 1, f"expected one claimable {function!r} task, got {claimed!r}"
         return claimed[0]
+
+    @staticmethod
+    async def execution(storage: Storage, execution_id: str) -> ExecutionRecord:
+        record = await storage.get_execution(execution_id)
+        assert record is not None, f"execution {execution_id} is missing"
+        return record
 
     @staticmethod
     async def current(storage: Storage, task: TaskRecord | Fence | str) -> TaskRecord:
