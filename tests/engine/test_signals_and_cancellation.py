@@ -140,7 +140,12 @@ async def test_cancelling_a_sleeping_execution_ends_it_at_once(harness: Workflow
     """A suspended execution is cancelled immediately, and wait_for says it was cancelled."""
     await harness.start_worker()
     eid = await harness.executor.dispatch(long_sleeper)
-    await harness.advance(3)
+
+    async def suspended() -> bool:
+        tasks = await harness.storage.list_execution_tasks(eid)
+        return tasks[0].state.value == "suspended"
+
+    await harness.wait_until(suspended)
     assert await harness.executor.cancel(eid) is True
     assert await harness.state(eid) is ExecutionState.CANCELLED
     with pytest.raises(ExecutionCancelled):
@@ -151,7 +156,7 @@ async def test_cancelling_running_code_raises_cancelled_error_so_compensation_ru
     """Running code gets CancelledError at its next heartbeat; finally blocks and compensation steps run."""
     await harness.start_worker(lease_duration=30, heartbeat_interval=10)
     eid = await harness.executor.dispatch(compensating_workflow)
-    await harness.advance(2)
+    await harness.wait_until(lambda: bool(EVENTS))
     assert EVENTS == ["started"]
     assert await harness.executor.cancel(eid) is True
     with pytest.raises(ExecutionCancelled):

@@ -59,11 +59,14 @@ async def test_long_sleep_suspends_and_frees_the_worker(harness: WorkflowHarness
     """A sleep longer than the suspension threshold leaves no task held in the worker while it sleeps."""
     lifecycle = await harness.start_worker()
     eid = await harness.executor.dispatch(nap, "n2", "2d")
-    await harness.advance(5)
+
+    async def suspended() -> bool:
+        tasks = await harness.storage.list_execution_tasks(eid)
+        return next(t for t in tasks if t.parent_task_id is None).state.value == "suspended"
+
+    await harness.wait_until(suspended)
+    await harness.settle()
     assert lifecycle.running_tasks == 0
-    tasks = await harness.storage.list_execution_tasks(eid)
-    root = next(t for t in tasks if t.parent_task_id is None)
-    assert root.state.value == "suspended"
     assert await harness.finish(eid, step=3600) == "n2 awake"
 
 

@@ -124,6 +124,7 @@ async def test_queue_routing(harness: WorkflowHarness) -> None:
     await harness.start_worker("critical-worker", queues=["critical"])
     c = await harness.executor.dispatch(critical_job, 1)
     b = await harness.executor.dispatch(background_job, 1)
+    await harness.wait_until(lambda: bool(SEEN))
     await harness.advance(3)
     assert SEEN == ["critical:1"]
     assert await harness.executor.queue_depth("background") == 1
@@ -142,6 +143,7 @@ async def test_tag_routing_takes_matching_and_untagged_tasks(harness: WorkflowHa
         await harness.executor.dispatch(send_alert, 1),
         await harness.executor.dispatch(untagged, 1),
     ]
+    await harness.wait_until(lambda: len(SEEN) >= 2)
     await harness.advance(3)
     assert sorted(SEEN) == ["billing:1", "untagged:1"]
     assert await harness.state(ids[1]) is ExecutionState.PENDING
@@ -153,7 +155,7 @@ async def test_higher_priority_runs_first(harness: WorkflowHarness) -> None:
         await harness.executor.dispatch(untagged, n)
     await harness.executor.dispatch(urgent, 1)
     await harness.start_worker(max_concurrency=1)
-    await harness.advance(3)
+    await harness.wait_until(lambda: bool(SEEN))
     assert SEEN[0] == "urgent:1"
 
 
@@ -171,9 +173,9 @@ async def test_max_concurrent_is_never_exceeded_and_waiting_parents_hold_no_slot
     """Only two `limited` tasks run at once; a parent waiting on children does not count toward its limit."""
     await harness.start_worker(max_concurrency=20)
     parents = [await harness.executor.dispatch(limited_parent) for _ in range(2)]
+    await harness.wait_until(lambda: len([s for s in SEEN if s.startswith("start")]) >= 2)
     await harness.advance(3)
-    running = [s for s in SEEN if s.startswith("start")]
-    assert len(running) == 2
+    assert len([s for s in SEEN if s.startswith("start")]) == 2
     GATES[-1].set()
     for eid in parents:
         assert await harness.finish(eid) == [100, 101]
@@ -192,7 +194,7 @@ async def test_drain_lets_running_work_finish_then_stops(harness: WorkflowHarnes
     """Draining claims nothing new, lets the running task finish, then stops; the overview says draining at once."""
     lifecycle = await harness.start_worker()
     eid = await harness.executor.dispatch(blocked, 1)
-    await harness.advance(1)
+    await harness.wait_until(lambda: "blocked:1" in SEEN)
     harness.executor.request_worker_drain(lifecycle)
     await harness.settle()
     overview = harness.executor.worker_status_overview()
@@ -209,7 +211,12 @@ async def test_drain_suspends_a_waiting_orchestrator_for_another_worker(harness:
     """A draining worker hands back an orchestrator waiting on a child nobody here will run; it does not hang."""
     lifecycle = await harness.start_worker("default-only", queues=["default"])
     eid = await harness.executor.dispatch(orchestrates_background)
-    await harness.advance(2)
+
+    async def parent_waits() -> bool:
+        tasks = await harness.storage.list_execution_tasks(eid)
+        return len(tasks) == 2 and tasks[0].state.value == "waiting"
+
+    await harness.wait_until(parent_waits)
     harness.executor.request_worker_drain(lifecycle)
     await asyncio.wait_for(lifecycle.wait_until_stopped(), 5)
     await harness.start_worker("everything")
@@ -220,7 +227,7 @@ async def test_drain_timeout_releases_tasks_that_do_not_finish(harness: Workflow
     """With a drain timeout, a task still running when it passes is handed back and the worker stops."""
     lifecycle = await harness.start_worker("slow", drain_timeout=10)
     eid = await harness.executor.dispatch(blocked, 1)
-    await harness.advance(1)
+    await harness.wait_until(lambda: "blocked:1" in SEEN)
     harness.executor.request_worker_drain(lifecycle)
     await harness.advance(11)
     await asyncio.wait_for(lifecycle.wait_until_stopped(), 5)
@@ -235,7 +242,7 @@ async def test_crashed_workers_tasks_are_claimable_after_its_lease(harness: Work
     """A worker that dies without handing its task back leaves it to another worker once the lease expires."""
     lifecycle = await harness.start_worker("doomed", lease_duration=60, heartbeat_interval=20)
     eid = await harness.executor.dispatch(blocked, 7)
-    await harness.advance(1)
+    await harness.wait_until(lambda: "blocked:7" in SEEN)
 
     async def dead_process_cannot_release(fence, now):  # type: ignore[no-untyped-def]
         raise ConnectionError("the process is gone")
@@ -273,7 +280,11 @@ async def test_cleanup_deletes_only_old_finished_executions() -> None:
 async def test_worker_rows_describe_the_cluster(harness: WorkflowHarness) -> None:
     """Each running worker keeps a heartbeat row with its queues, tags and concurrency; stopping removes it."""
     lifecycle = await harness.start_worker("row-worker", queues=["default"], tags=["billing"], max_concurrency=7)
-    await harness.advance(2)
+
+    async def has_row() -> bool:
+        return bool(await harness.storage.list_workers())
+
+    await harness.wait_until(has_row)
     [row] = await harness.storage.list_workers()
     assert (row.worker_id, row.queues, row.tags, row.max_concurrency) == ("row-worker", ("default",), ("billing",), 7)
     harness.executor.request_worker_drain(lifecycle)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stent.clocks import FakeClock
@@ -56,6 +57,23 @@ class WorkflowHarness:
             self.clock.advance(delta)
             remaining -= delta
             await self.settle()
+
+    async def wait_until(
+        self, condition: Callable[[], bool | Awaitable[bool]], *, step: float = 0.5, max_virtual: float = 3600.0
+    ) -> None:
+        """Advance virtual time in steps until ``condition()`` holds; fail after ``max_virtual`` seconds."""
+        spent = 0.0
+        while True:
+            await self.settle()
+            outcome = condition()
+            if not isinstance(outcome, bool):
+                outcome = await outcome
+            if outcome:
+                return
+            if spent >= max_virtual:
+                raise AssertionError(f"condition still false after {spent}s of virtual time")
+            self.clock.advance(step)
+            spent += step
 
     async def finish(self, execution_id: str, *, step: float = 1.0, max_virtual: float = 7 * 86400) -> Any:
         """Advance virtual time until the execution ends, then return its result (or raise its error)."""
