@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import shutil
 import socket
-from collections.abc import Callable
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,3 +61,72 @@ class LogWatch(logging.Handler):
             pytest.fail(
                 f"log condition not met within {timeout:g}s; records: {[r.getMessage() for r in self.records]}"
             )
+
+
+# -- private servers with TLS and a password, started by the tests themselves ---------------------------------
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A throwaway CA, and a server certificate it signed for localhost and 127.0.0.1."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def require_binary(name: str) -> str:
+    """The path of ``name``; otherwise skip, or fail under STENT_REQUIRE_SERVICES=1 like a missing service."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} is not on PATH; these tests start a private server of their own with it"
+    if os.environ.get("STENT_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message} (required: STENT_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """Generate the CA and the server certificate with the openssl command (EC keys, valid one day)."""
+    openssl = require_binary("openssl")
+    key_options = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key, request = directory / "server.pem", directory / "server.key", directory / "server.csr"
+    extensions = directory / "san.ext"
+    extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for argv in (
+        ["req", "-x509", *key_options, "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=stent-test-ca"],
+        ["req", *key_options, "-keyout", key, "-out", request, "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
+         "-days", "1", "-extfile", extensions],
+    ):  # fmt: skip
+        subprocess.run([openssl, *map(str, argv)], check=True, capture_output=True, timeout=30)
+    return Certificates(ca, cert, key)
+
+
+@contextlib.contextmanager
+def private_server(argv: list[str], port: int) -> Iterator[None]:
+    """Run a server process until the block ends, once it accepts TCP connections on ``port`` (within 10 s)."""
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"{argv[0]} exited with {process.returncode}: {process.stderr.read() if process.stderr else ''}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{argv[0]} did not listen on port {port} within 10s")
+                time.sleep(0.05)  # polling the condition "the port accepts", bounded above
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import inspect
 import logging
+import os
 import ssl
 import weakref
 from collections.abc import Callable, Sequence
@@ -157,6 +159,15 @@ class NatsNotifier:
                 )
         if self.settings.wants_tls:
             self._tls_context()  # a missing CA or key file is a configuration error, found now
+        for option, path in (("creds", self.settings.creds), ("nkey", self.settings.nkey)):
+            if path is None:
+                continue
+            if not os.path.isfile(path):
+                raise ConfigurationError(f"the {option} file {path!r} of the NATS notifier does not exist")
+            if importlib.util.find_spec("nkeys") is None:
+                raise ConfigurationError(
+                    f"{option}= needs nats-py's nkeys support, which is not installed: pip install 'stent-nats[nkeys]'"
+                )
 
     def _tls_context(self) -> ssl.SSLContext:
         settings = self.settings
@@ -220,15 +231,18 @@ class NatsNotifier:
                 ),
                 self._connect_budget,
             )
+            if self.settings.wants_tls and _in_plain_text(client):
+                raise _PlainTextRefused
             await client.subscribe(self.settings.subjects, cb=self._on_message)
             await self._flush(client, self._connect_budget)
         except Exception as exc:
-            await _close_quietly(client)
+            # Briefly: after a failed TLS handshake, nats-py's close() waits for a socket that never reports closed.
+            await _close_quietly(client, timeout=0.25)
             # "No servers available" hides why: the last attempt's error says it.
             cause = client.last_error if isinstance(exc, NoServersError) and client.last_error else exc
             raise self._unavailable(cause) from exc
         except BaseException:
-            await _close_quietly(client)
+            await _close_quietly(client, timeout=0.25)
             raise
         return client
 
@@ -280,6 +294,11 @@ class NatsNotifier:
 
     def _unavailable(self, exc: BaseException) -> StorageUnavailable:
         address = self.settings.address
+        if isinstance(exc, _PlainTextRefused):
+            return StorageUnavailable(
+                f"NATS at {address} does not offer TLS, but the notifier's URL asks for it; the connection was"
+                " closed rather than used in plain text. Enable TLS on the server, or drop the tls options"
+            )
         if isinstance(exc, AuthorizationError) or "authorization" in str(exc).lower():
             return StorageUnavailable(
                 f"NATS at {address} rejected the notifier's credentials ({describe(exc)}); check the user and"
@@ -296,6 +315,18 @@ class NatsNotifier:
         )
 
 
-async def _close_quietly(client: Client) -> None:
+class _PlainTextRefused(Exception):
+    """The URL asked for TLS and the server did not require it, so nats-py stayed in plain text."""
+
+
+def _in_plain_text(client: Client) -> bool:
+    """Whether the connection is unencrypted.  nats-py upgrades to TLS only when the server requires it, and has
+    no public way to tell, so this looks at its transport; when that cannot be read it assumes TLS is on."""
+    writer = getattr(getattr(client, "_transport", None), "_io_writer", None)
+    get_extra_info = getattr(writer, "get_extra_info", None)
+    return callable(get_extra_info) and get_extra_info("ssl_object") is None
+
+
+async def _close_quietly(client: Client, timeout: float = COMMAND_TIMEOUT) -> None:
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.close(), COMMAND_TIMEOUT)
+        await asyncio.wait_for(client.close(), timeout)
