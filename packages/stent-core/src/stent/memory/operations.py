@@ -183,7 +183,11 @@ class MemoryOperations(MemoryState):
         return len(done[:limit])
 
     async def delete_dead_letters_before(self, cutoff: datetime, limit: int) -> int:
-        old = sorted((d for d in self._dead_letters.values() if d.created_at < cutoff), key=lambda d: d.created_at)
+        # Ties broken by task id, as list_dead_letters orders them, not by the dict's insertion history.
+        old = sorted(
+            (d for d in self._dead_letters.values() if d.created_at < cutoff),
+            key=lambda d: (d.created_at, d.task_id),
+        )
         for dead in old[:limit]:
             del self._dead_letters[dead.task_id]
         return len(old[:limit])
