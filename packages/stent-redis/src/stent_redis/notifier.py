@@ -172,7 +172,7 @@ class RedisNotifier:
     def _check_options(self) -> None:
         """Fail now, not at connect, on options redis-py does not take (building a connection opens nothing)."""
         try:
-            self._client(retries=0).connection_pool.make_connection()
+            self._client(retries=0).connection_pool.make_connection()  # type: ignore[no-untyped-call]
         except (TypeError, ValueError) as exc:
             reason = str(exc).rstrip(".")
             raise ConfigurationError(
@@ -261,7 +261,7 @@ class RedisNotifier:
 
 async def _discard(pubsub: PubSub) -> None:
     with contextlib.suppress(Exception):
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 async def _close_quietly(*clients: Redis) -> None:
