@@ -91,7 +91,9 @@ async def _demo(db: str, out: TextIO) -> int:
                 failures += 1
                 say(f"{execution_id:<10} {status.state.value:<10} {'':>9}  {result}")
                 continue
-            say(f"{execution_id:<10} {status.state.value:<10} ${result['amount_cents'] / 100:>8.2f}  {result['tracking']}")
+            say(
+                f"{execution_id:<10} {status.state.value:<10} ${result['amount_cents'] / 100:>8.2f}  {result['tracking']}"
+            )
         return 1 if failures else 0
     finally:
         await executor.close()
