@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from stent import tracing
 from stent._async import wait_event_or_timeout
@@ -40,6 +40,8 @@ from stent.model import NewTask, StepKey, TaskFailure, TaskRecord
 from stent.runtime import Runtime
 
 log = logging.getLogger("stent.runner")
+
+T = TypeVar("T")
 
 
 class TaskAbandoned(Exception):
@@ -93,12 +95,15 @@ class TaskRunner:
         try:
             if not batch:
                 return
+            steps = [(k, n) for k, n, _ in batch]
             try:
-                records = await self.runtime.storage.get_or_create_steps(
-                    ctx.task.fence,
-                    [(k, n) for k, n, _ in batch],
-                    self.now(),
-                    allow_stopping=ctx.cancel_requested,
+                # Get-or-create is idempotent, so a storage blip (before or after it committed) is retried here
+                # rather than raised into the workflow's code, which would fail the task for good.
+                records = await self._retry_unavailable(
+                    ctx.task_id,
+                    lambda now: self.runtime.storage.get_or_create_steps(
+                        ctx.task.fence, steps, now, allow_stopping=ctx.cancel_requested
+                    ),
                 )
             except BaseException as exc:
                 for _, _, future in batch:
@@ -152,7 +157,9 @@ class TaskRunner:
 
     async def expire_step(self, ctx: TaskContext, task_id: str, error: str) -> TaskRecord:
         text = self.codec.encode_error(StentError(error))
-        return await self.runtime.storage.expire_step(ctx.task.fence, task_id, text, self.now())
+        return await self._retry_unavailable(
+            ctx.task_id, lambda now: self.runtime.storage.expire_step(ctx.task.fence, task_id, text, now)
+        )
 
     def _begin_wait(self, ctx: TaskContext) -> None:
         ctx.waits += 1
@@ -340,17 +347,24 @@ class TaskRunner:
 
     async def _write(self, task: TaskRecord, write: Callable[[datetime], Awaitable[TaskRecord]]) -> TaskRecord:
         """Perform a fenced write, retrying through storage outages while the lease may still hold."""
+        try:
+            return await self._retry_unavailable(task.task_id, write)
+        except LeaseLost as exc:
+            raise TaskAbandoned(str(exc)) from exc
+        except StorageUnavailable as exc:
+            raise TaskAbandoned(f"storage unavailable past the lease: {exc}") from exc
+
+    async def _retry_unavailable(self, task_id: str, operation: Callable[[datetime], Awaitable[T]]) -> T:
+        """Run an idempotent storage operation of a task, retrying StorageUnavailable while the lease may hold."""
         clock = self.runtime.clock
         give_up_at = clock.monotonic() + self._lease_seconds
         delay = 0.05
         while True:
             try:
-                return await write(clock.now())
-            except LeaseLost as exc:
-                raise TaskAbandoned(str(exc)) from exc
+                return await operation(clock.now())
             except StorageUnavailable as exc:
                 if clock.monotonic() + delay >= give_up_at:
-                    raise TaskAbandoned(f"storage unavailable past the lease: {exc}") from exc
-                log.warning("storage unavailable writing task %s, retrying in %.2fs: %s", task.task_id, delay, exc)
+                    raise
+                log.warning("storage unavailable for task %s, retrying in %.2fs: %s", task_id, delay, exc)
                 await clock.sleep(delay)
                 delay = min(delay * 2, 2.0)
