@@ -30,6 +30,8 @@ class Migration:
     statements: tuple[str, ...]
 
 
+# Version 1, as released: never edit it (databases in use are at this version); change the schema in a new
+# version below.
 _V1 = (
     # Counters shared by every connection; ``fencing_token`` makes tokens unique across all tasks and claims.
     """CREATE TABLE stent_meta (
@@ -48,17 +50,10 @@ _V1 = (
         deadline INTEGER,
         result TEXT,
         error TEXT,
-        finished_at INTEGER,
-        counters TEXT NOT NULL DEFAULT '{}',
-        custom_state TEXT NOT NULL DEFAULT '{}'
+        finished_at INTEGER
     )""",
     "CREATE INDEX ix_stent_executions_created ON stent_executions (created_at, execution_id)",
     "CREATE INDEX ix_stent_executions_state ON stent_executions (state, created_at, execution_id)",
-    # Time limits look only at unfinished executions that have a deadline; cleanup only at finished ones.
-    """CREATE INDEX ix_stent_executions_deadline ON stent_executions (deadline, execution_id)
-        WHERE deadline IS NOT NULL AND state IN ('pending', 'running', 'cancelling')""",
-    """CREATE INDEX ix_stent_executions_finished ON stent_executions (finished_at, execution_id)
-        WHERE finished_at IS NOT NULL""",
     # ``seq`` (the rowid) is the insertion order an execution's tasks are listed in; an explicit INTEGER
     # PRIMARY KEY keeps it stable across VACUUM.
     """CREATE TABLE stent_tasks (
@@ -88,26 +83,55 @@ _V1 = (
         result TEXT,
         error TEXT,
         started_at INTEGER,
-        finished_at INTEGER,
-        wake_at INTEGER
+        finished_at INTEGER
     )""",
     # A step's identity; root tasks have NULL parents, which a UNIQUE index treats as distinct.
     "CREATE UNIQUE INDEX ux_stent_tasks_step ON stent_tasks (parent_task_id, parent_attempt, step)",
     "CREATE INDEX ix_stent_tasks_execution ON stent_tasks (execution_id)",
-    # The claim names its index for each part (INDEXED BY), so plans do not hinge on statistics.  Each index is
-    # partial and holds only the rows it serves: pending calls by queue and due time (also queue_depth),
-    # pending calls of any queue by due time, leased tasks by lease expiry, suspended tasks by wake time.
-    # Pending signal waits (which no worker claims) are in none of them, however many there are.
-    """CREATE INDEX ix_stent_tasks_ready ON stent_tasks (queue, scheduled_for, priority)
-        WHERE state = 'pending' AND kind = 'call'""",
-    """CREATE INDEX ix_stent_tasks_due ON stent_tasks (scheduled_for, queue)
-        WHERE state = 'pending' AND kind = 'call'""",
+    # The claim names its index for each part (INDEXED BY), so plans do not hinge on statistics: due pending
+    # tasks of given queues (also queue_depth), due pending tasks of any queue, leased tasks whose lease ran
+    # out.  The partial indexes hold only the rows they serve, so they stay small.
+    "CREATE INDEX ix_stent_tasks_ready ON stent_tasks (state, queue, scheduled_for, priority)",
+    "CREATE INDEX ix_stent_tasks_due ON stent_tasks (scheduled_for, queue) WHERE state = 'pending'",
     """CREATE INDEX ix_stent_tasks_lease ON stent_tasks (lease_expires_at)
         WHERE state IN ('running', 'waiting')""",
-    "CREATE INDEX ix_stent_tasks_wake ON stent_tasks (wake_at) WHERE state = 'suspended'",
     # max_concurrent counts running tasks per function; only limited functions' running rows are indexed.
     """CREATE INDEX ix_stent_tasks_limited ON stent_tasks (function)
         WHERE state = 'running' AND max_concurrent IS NOT NULL""",
+    """CREATE TABLE stent_dead_letters (
+        task_id TEXT PRIMARY KEY,
+        execution_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        error TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    )""",
+    "CREATE INDEX ix_stent_dead_letters_created ON stent_dead_letters (created_at)",
+)
+
+# Version 2: the full Storage port.  A new version, never an edit of version 1, so that files made by an earlier
+# stent-sqlite are brought up to date by init_db().
+_V2 = (
+    # Suspended tasks: when their timer fires.
+    "ALTER TABLE stent_tasks ADD COLUMN wake_at INTEGER",
+    # Counters and custom state of an execution, JSON objects updated with task completions.
+    "ALTER TABLE stent_executions ADD COLUMN counters TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE stent_executions ADD COLUMN custom_state TEXT NOT NULL DEFAULT '{}'",
+    # Time limits look only at unfinished executions that have a deadline; cleanup only at finished ones.
+    """CREATE INDEX ix_stent_executions_deadline ON stent_executions (deadline, execution_id)
+        WHERE deadline IS NOT NULL AND state IN ('pending', 'running', 'cancelling')""",
+    """CREATE INDEX ix_stent_executions_finished ON stent_executions (finished_at, execution_id)
+        WHERE finished_at IS NOT NULL""",
+    # The claim names its index for each part (INDEXED BY), so plans do not hinge on statistics.  Each index is
+    # partial and holds only the rows it serves: pending calls by queue and due time (also queue_depth),
+    # pending calls of any queue by due time, leased tasks by lease expiry (version 1), suspended tasks by wake
+    # time.  Pending signal waits (which no worker claims) are in none of them, however many there are.
+    "DROP INDEX ix_stent_tasks_ready",
+    """CREATE INDEX ix_stent_tasks_ready ON stent_tasks (queue, scheduled_for, priority)
+        WHERE state = 'pending' AND kind = 'call'""",
+    "DROP INDEX ix_stent_tasks_due",
+    """CREATE INDEX ix_stent_tasks_due ON stent_tasks (scheduled_for, queue)
+        WHERE state = 'pending' AND kind = 'call'""",
+    "CREATE INDEX ix_stent_tasks_wake ON stent_tasks (wake_at) WHERE state = 'suspended'",
     # AUTOINCREMENT: a signal id is never reused, even after cleanup deleted the newest signals.
     """CREATE TABLE stent_signals (
         signal_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,16 +144,15 @@ _V1 = (
     "CREATE INDEX ix_stent_signals_execution ON stent_signals (execution_id, signal_id)",
     """CREATE INDEX ix_stent_signals_buffered ON stent_signals (execution_id, name, signal_id)
         WHERE consumed_by IS NULL""",
-    """CREATE TABLE stent_dead_letters (
-        task_id TEXT PRIMARY KEY,
-        execution_id TEXT NOT NULL,
-        function TEXT NOT NULL,
-        queue TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        error TEXT NOT NULL,
-        attempts INTEGER NOT NULL,
-        created_at INTEGER NOT NULL
-    )""",
+    # A dead letter keeps what it needs to be listed after its execution was cleaned up; rows written by
+    # version 1 take those values from their task.
+    "ALTER TABLE stent_dead_letters ADD COLUMN function TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE stent_dead_letters ADD COLUMN queue TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE stent_dead_letters ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    """UPDATE stent_dead_letters SET (function, queue, attempts) =
+        (SELECT t.function, t.queue, t.attempt FROM stent_tasks AS t WHERE t.task_id = stent_dead_letters.task_id)
+        WHERE task_id IN (SELECT task_id FROM stent_tasks)""",
+    "DROP INDEX ix_stent_dead_letters_created",
     "CREATE INDEX ix_stent_dead_letters_created ON stent_dead_letters (created_at, task_id)",
     """CREATE TABLE stent_cache (
         key TEXT PRIMARY KEY,
@@ -157,7 +180,8 @@ _V1 = (
 
 #: Every migration, in order; a database at version N has had 1..N applied.
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "executions, tasks, signals, dead letters, cache, leader locks, workers", _V1),
+    Migration(1, "executions, tasks, steps and dead letters", _V1),
+    Migration(2, "suspension, signals, context, dead letter details, cache, leader locks, workers", _V2),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
