@@ -132,6 +132,9 @@ _V2 = (
     """CREATE INDEX ix_stent_tasks_due ON stent_tasks (scheduled_for, queue)
         WHERE state = 'pending' AND kind = 'call'""",
     "CREATE INDEX ix_stent_tasks_wake ON stent_tasks (wake_at) WHERE state = 'suspended'",
+    # A signal goes to the oldest pending wait of its name in its execution, however many tasks that has.
+    """CREATE INDEX ix_stent_tasks_signal_wait ON stent_tasks (execution_id, function, seq)
+        WHERE kind = 'signal' AND state = 'pending'""",
     # AUTOINCREMENT: a signal id is never reused, even after cleanup deleted the newest signals.
     """CREATE TABLE stent_signals (
         signal_id INTEGER PRIMARY KEY AUTOINCREMENT,
