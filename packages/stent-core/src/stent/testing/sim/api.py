@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from stent.durations import parse_duration
-from stent.engine.durable import registered_functions
 from stent.errors import ConfigurationError
 from stent.executor import Stent
 from stent.memory import MemoryStorage
@@ -26,6 +25,7 @@ from stent.testing.sim.faults import FaultMix
 from stent.testing.sim.fleet import FleetConfig, Simulation, _since_epoch
 from stent.testing.sim.loop import NODE, SimulationStuck
 from stent.testing.sim.scenario import Dispatch, Outcome, Scenario, Script, Signal, SimResult
+from stent.testing.sim.usercode import instrumented_functions
 
 _ACTIVE: list[Simulation] = []
 
@@ -182,6 +182,7 @@ def _run(config: FleetConfig) -> SimResult:
         "storage_calls": sim.calls,
         "writes_checked": sim.checker.writes_checked,
         "claims_checked": sim.checker.claims_checked,
+        "user_code_runs": sim.checker.runs_started,
         "worker_processes": sum(slot.incarnation for slot in sim.slots),
         "faults": dict(sorted(sim.faults.counts.items())),
         "digest": sim.digest,
@@ -240,7 +241,7 @@ def _sandbox(sim: Simulation) -> Iterator[None]:
 
     Ids come from ``uuid.uuid4`` (patched to draw from the seed), user code's module-level ``random`` is seeded,
     the client is the current executor (auto-dispatch), stent's logs feed the trace instead of the console, and
-    with ``user`` faults every durable function is wrapped to fail now and then.
+    every durable function is watched (see :mod:`stent.testing.sim.usercode`).
     """
     seed = sim.config.seed
     ids = random.Random(f"{seed}:ids")
@@ -250,26 +251,19 @@ def _sandbox(sim: Simulation) -> Iterator[None]:
     logger = logging.getLogger("stent")
     saved_level, saved_propagate = logger.level, logger.propagate
     handler = _TraceLogHandler(sim)
-    wrapped: list[tuple[Any, Any]] = []
     uuid.uuid4 = lambda: uuid.UUID(int=ids.getrandbits(128), version=4)
     random.seed(f"{seed}:global")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    if sim.config.faults.user:
-        for fn in registered_functions().values():
-            fn.type_hints  # resolve annotations against the real function before wrapping it  # noqa: B018
-            wrapped.append((fn, fn.func))
-            fn.func = sim.faults.wrap_user_code(fn.name, fn.func, fn.timeout)
     _ACTIVE.append(sim)
     token = NODE.set("sim")
     try:
-        yield
+        with instrumented_functions(sim):
+            yield
     finally:
         NODE.reset(token)
         _ACTIVE.remove(sim)
-        for fn, func in wrapped:
-            fn.func = func
         logger.removeHandler(handler)
         logger.setLevel(saved_level)
         logger.propagate = saved_propagate

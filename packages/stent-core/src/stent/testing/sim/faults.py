@@ -17,10 +17,9 @@ separated list of fault kinds, each optionally with its rate, such as ``crash,st
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -31,8 +30,8 @@ if TYPE_CHECKING:
     from stent.testing.sim.loop import SimLoop
 
 DEFAULT_RATES: dict[str, float] = {
-    "crash": 0.002,
-    "pause": 0.001,
+    "crash": 0.0007,
+    "pause": 0.0005,
     "storage": 0.05,
     "notify": 0.3,
     "skew": 5.0,
@@ -193,23 +192,12 @@ class FaultInjector:
             return [0.0, self.rng.uniform(0.0, 2.0)]
         return [self.rng.uniform(0.5, 30.0)]
 
-    # -- user code -------------------------------------------------------------------------------------------
+    # -- user code ----------------------------------------------------------------------------------------------
 
-    def wrap_user_code(self, name: str, func: Callable[..., Any], timeout: float | None) -> Callable[..., Any]:
-        """``func`` that sometimes fails as it starts, or hangs past its ``timeout`` (``user`` faults)."""
-        injector = self
-
-        async def faulty(*args: Any, **kwargs: Any) -> Any:
-            if injector.mix.user and injector.active and injector.rng.random() < injector.mix.user:
-                if timeout is not None and injector.rng.random() < 0.5:
-                    injector._count("user code hung")
-                    injector.record(f"FAULT user code of {name} hangs")
-                    await asyncio.get_running_loop().create_future()  # until the runner's timeout cancels it
-                injector._count("user code raised")
-                injector.record(f"FAULT user code of {name} raises")
-                raise InjectedFault(f"injected by the simulator at the start of {name}")
-            return await func(*args, **kwargs)
-
-        faulty.__wrapped__ = func  # type: ignore[attr-defined]
-        faulty.__annotations__ = getattr(func, "__annotations__", {})
-        return faulty
+    def user_fault(self, timeout: float | None) -> str | None:
+        """``"raise"``, ``"hang"`` (only for a function with a timeout, which ends the hang) or ``None``."""
+        if not self.mix.user or not self.active or self.rng.random() >= self.mix.user:
+            return None
+        kind = "hang" if timeout is not None and self.rng.random() < 0.5 else "raise"
+        self._count(f"user code {'hung' if kind == 'hang' else 'raised'}")
+        return kind

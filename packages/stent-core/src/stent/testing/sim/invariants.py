@@ -80,7 +80,10 @@ def _arg(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: str) 
 
 
 def short(task_id: str | None) -> str:
-    return (task_id or "-")[:8]
+    """The first 8 characters of a generated (hex) id, which are enough to tell ids apart in a trace."""
+    if task_id and len(task_id) == 32 and all(c in "0123456789abcdef" for c in task_id):
+        return task_id[:8]
+    return task_id or "-"
 
 
 class InvariantChecker:
@@ -105,6 +108,7 @@ class InvariantChecker:
         self.violations: list[Violation] = []
         self.writes_checked = 0
         self.claims_checked = 0
+        self.runs_started = 0
 
     def violate(self, invariant: str, message: str) -> None:
         violation = Violation(invariant, self._now(), message)
@@ -274,6 +278,17 @@ class InvariantChecker:
                     self.violate("no execution lost", f"execution {short(execution_id)} was deleted unfinished")
 
     # -- user checks and the end of the run ------------------------------------------------------------------
+
+    def user_code_started(self, task_id: str, attempt: int, function: str) -> None:
+        """A task's code begins to run: its task must not have finished already."""
+        self.runs_started += 1
+        record = self.storage._tasks.get(task_id)
+        if record is not None and record.state.terminal:
+            self.violate(
+                "completed step run again",
+                f"the code of {short(task_id)} ({function}) attempt {attempt} started though the task is"
+                f" {record.state.value}",
+            )
 
     def user_check(self, condition: object, message: str) -> None:
         if not condition:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from stent.errors import StorageUnavailable
 from stent.memory import MemoryStorage
-from stent.model import ExecutionRecord, LeaseReport, TaskRecord
+from stent.model import ExecutionRecord, LeaseReport, SignalRecord, TaskRecord
 from stent.testing.sim.invariants import READS, short
 
 if TYPE_CHECKING:
@@ -134,6 +134,10 @@ def _describe(method: str, args: Sequence[Any], result: Any) -> str:
         return f"{head} -> " + ", ".join(_task(r) for r in result)
     if isinstance(result, tuple) and result and isinstance(result[0], ExecutionRecord):
         return f"{head} -> {short(result[0].execution_id)} {result[0].state.value} created={result[1]}"
+    if isinstance(result, SignalRecord):
+        return f"{head} {result.name} -> " + (
+            f"consumed by {short(result.consumed_by)}" if result.consumed_by else "kept"
+        )
     if isinstance(result, ExecutionRecord):
         return f"{head} -> {result.state.value}"
     if isinstance(result, LeaseReport):
