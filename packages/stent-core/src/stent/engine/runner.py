@@ -235,6 +235,11 @@ class TaskRunner:
             if cached is not None:
                 await self._complete(task, cached, None, started)
                 return
+        if task.lease_expires_at is not None and self.now() >= task.lease_expires_at:
+            # The worker stalled between the claim and now (a long pause, a blocked event loop): the task may be
+            # another worker's already, even finished, so its code must not start.  No await separates this
+            # check from the start of the code.
+            raise TaskAbandoned(f"the lease on task {task.task_id} expired before its code started")
         ctx = TaskContext(task, self)
         ctx.handle = asyncio.current_task()
         self._active[task.task_id] = ctx
