@@ -6,7 +6,7 @@ accepted after it (``stent list --storage URL --json``).  Exit codes are listed 
 A plugin adds a subcommand from its ``stent_register_commands`` hook with ``registry.add_command(name,
 factory)``: ``factory(parser)`` adds its arguments to the subcommand's ``argparse`` parser and returns the
 function that runs it, called with the parsed arguments and returning the exit code.  A plugin command that
-fails to build is left out with a warning; it never breaks the built-in commands.
+fails to build says why when it is run (exit 1); it never breaks the built-in commands.
 """
 
 from __future__ import annotations
@@ -77,13 +77,22 @@ def _add_plugin_commands(commands: Any) -> None:
         parser = commands.add_parser(name, help=f"(from {registration.source.distribution})")
         try:
             handler = registration.factory(parser)
+            if not callable(handler):
+                raise TypeError(f"its factory returned {type(handler).__name__}, not a function of the arguments")
         except Exception as exc:
-            log.warning("the command %r of %s failed to build: %s", name, registration.source.describe(), exc)
-            continue
-        if not callable(handler):
-            log.warning("the command %r of %s returned no runnable handler", name, registration.source.describe())
+            problem = f"the command {name!r} of {registration.source.describe()} failed to load: {exc}"
+            log.debug(problem)
+            parser.set_defaults(handler=_broken_handler(name, problem))
             continue
         parser.set_defaults(handler=_plugin_handler(name, handler))
+
+
+def _broken_handler(name: str, problem: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"stent {name}: {problem}", file=sys.stderr)
+        return common.FAILED
+
+    return run
 
 
 def _plugin_handler(
