@@ -182,7 +182,11 @@ async def _serve(args: argparse.Namespace, storage_url: str | None) -> int:
                 lifecycle=lifecycle,
             )
         )
-        await lifecycle.wait_until_ready()
+        ready = asyncio.ensure_future(lifecycle.wait_until_ready())
+        await asyncio.wait((ready, serving), return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if serving.done():
+            serving.result()  # serve() refused its options (or stopped at once): raise why
         if metrics is not None:
             refresher = asyncio.ensure_future(_refresh_gauges(executor, metrics, args))
         if not serving.done():
