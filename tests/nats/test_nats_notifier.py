@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats_support import LogWatch, closed_port
+from nats_support import LogWatch, closed_port, silent_server
 
 from stent import Stent, StorageUnavailable, durable
 from stent.clocks import SystemClock
@@ -195,15 +195,11 @@ async def test_a_server_that_is_down_fails_connect_at_once_naming_host_and_port(
 
 async def test_a_server_that_never_answers_fails_connect_after_the_timeout() -> None:
     """A server that accepts the connection but never sends INFO makes connect() fail after about the timeout."""
-    silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
-    port = silent.sockets[0].getsockname()[1]
-    notifier = Stent.notifications.NatsBackend(f"nats://127.0.0.1:{port}?connect_timeout=0.2")
-    started = clock.monotonic()
-    try:
+    async with silent_server() as port:
+        notifier = Stent.notifications.NatsBackend(f"nats://127.0.0.1:{port}?connect_timeout=0.2")
+        started = clock.monotonic()
         with pytest.raises(StorageUnavailable, match=f"NATS at 127.0.0.1:{port} did not answer within 0.4s"):
             await notifier.connect()
-    finally:
-        silent.close()
     assert clock.monotonic() - started < 2.0
 
 

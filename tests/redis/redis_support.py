@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,23 @@ def closed_port() -> int:
 async def connections_of(admin: Redis, notifier: RedisNotifier) -> list[dict[str, Any]]:
     """The server's view of a notifier's connections (CLIENT LIST rows carrying its client name)."""
     return [c for c in await admin.client_list() if c.get("name") == notifier.client_name]
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """A local server that accepts connections and never says a word, for the length of the block; its port."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for writer in accepted:
+            writer.transport.abort()
 
 
 class LogWatch(logging.Handler):
@@ -130,3 +147,5 @@ def private_server(argv: list[str], port: int) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        if process.stderr is not None:
+            process.stderr.close()

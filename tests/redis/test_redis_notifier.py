@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis_support import LogWatch, closed_port, connections_of
+from redis_support import LogWatch, closed_port, connections_of, silent_server
 
 from stent import Stent, StorageUnavailable, durable
 from stent.clocks import SystemClock
@@ -180,15 +180,11 @@ async def test_a_server_that_is_down_fails_connect_at_once_naming_host_and_port(
 
 async def test_a_server_that_never_answers_fails_connect_after_the_timeout() -> None:
     """A server that accepts the connection but never replies makes connect() fail after about the timeout."""
-    silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
-    port = silent.sockets[0].getsockname()[1]
-    notifier = Stent.notifications.RedisBackend(f"redis://127.0.0.1:{port}?connect_timeout=0.2")
-    started = clock.monotonic()
-    try:
+    async with silent_server() as port:
+        notifier = Stent.notifications.RedisBackend(f"redis://127.0.0.1:{port}?connect_timeout=0.2")
+        started = clock.monotonic()
         with pytest.raises(StorageUnavailable, match=f"Redis at 127.0.0.1:{port} did not answer within 0.4s"):
             await notifier.connect()
-    finally:
-        silent.close()
     assert clock.monotonic() - started < 2.0
 
 

@@ -86,7 +86,9 @@ class NatsNotifier:
             if self._supervisor is not None:
                 return
             self._closing = False
-            self._lost.clear()
+            # Made here, not in __init__: an event belongs to the loop that first waits on it, and a notifier
+            # may be connected again, after close(), under another loop.
+            self._lost = asyncio.Event()
             self._client = await self._open()
             self._supervisor = asyncio.get_running_loop().create_task(
                 self._supervise(), name=f"stent-nats-supervisor {self.settings.subjects}"

@@ -142,6 +142,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._live: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         """Listen on 127.0.0.1 (on the same port as before, after a stop)."""
@@ -150,12 +151,14 @@ class TcpProxy:
 
     async def stop(self) -> None:
         """Refuse new connections and cut the live ones: the server is down as far as clients can tell."""
-        if self._server is not None:
-            self._server.close()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         self.cut()
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        # Wait for the relays to notice, so no socket outlives the proxy (or the test's event loop).
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
 
     def cut(self) -> None:
         """Abort every live connection abruptly (no goodbye), leaving the proxy listening."""
@@ -164,13 +167,21 @@ class TcpProxy:
         self._live.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        self._live.add(writer)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            self._handlers.discard(handler)
             return
-        self._live.update((writer, upstream_writer))
-        await asyncio.gather(self._pump(reader, upstream_writer), self._pump(upstream_reader, writer))
+        self._live.add(upstream_writer)
+        try:
+            await asyncio.gather(self._pump(reader, upstream_writer), self._pump(upstream_reader, writer))
+        finally:
+            self._handlers.discard(handler)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
