@@ -203,10 +203,13 @@ BEGIN
                (SELECT array_agg(task_id ORDER BY priority DESC, ready, created_at, task_id) FROM chosen)
         INTO v_seen, v_ids;
         EXIT WHEN v_ids IS NULL;
-        UPDATE {s}.tasks SET state = 'running', lease_owner = p_worker, lease_expires_at = p_lease_until,
-            fencing_token = nextval('{s}.fencing_tokens'), started_at = coalesce(started_at, p_now),
-            wake_at = NULL, updated_at = p_now
-        WHERE task_id = ANY(v_ids);
+        -- Tokens are drawn in claim order (unnest yields the ids in order), as the reference storage does.
+        UPDATE {s}.tasks AS t SET state = 'running', lease_owner = p_worker, lease_expires_at = p_lease_until,
+            fencing_token = o.token, started_at = coalesce(t.started_at, p_now), wake_at = NULL,
+            updated_at = p_now
+        FROM (SELECT u.task_id, nextval('{s}.fencing_tokens') AS token
+              FROM unnest(v_ids) WITH ORDINALITY AS u(task_id, ord)) AS o
+        WHERE t.task_id = o.task_id;
         UPDATE {s}.executions SET state = 'running', updated_at = p_now
         WHERE state = 'pending' AND execution_id IN (
             SELECT execution_id FROM {s}.tasks WHERE task_id = ANY(v_ids) AND parent_task_id IS NULL);

@@ -107,7 +107,7 @@ def _apply(counters_text: str, state_text: str, update: ContextUpdate) -> tuple[
         counters[name] = counters.get(name, 0) + amount
     state = json.loads(state_text)
     for name, value in update.state:
-        state[name] = json.loads(value)
+        state[name] = value  # serialized text, opaque to storage
     return json.dumps(counters, separators=(",", ":")), json.dumps(state, separators=(",", ":"))
 
 

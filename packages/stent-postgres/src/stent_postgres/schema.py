@@ -63,11 +63,12 @@ async def _create_schema(conn: asyncpg.Connection, settings: PostgresSettings) -
     # beforehand must not be created again.
     if await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", settings.schema):
         return
+    # Read now: after a failed statement the transaction answers nothing more.
+    who = await conn.fetchrow("SELECT current_user AS user, current_database() AS database")
     try:
         await conn.execute(f"CREATE SCHEMA {quote_ident(settings.schema)}")
     except asyncpg.InsufficientPrivilegeError as exc:
-        user = await conn.fetchval("SELECT current_user")
-        database = await conn.fetchval("SELECT current_database()")
+        user, database = who["user"], who["database"]
         raise ConfigurationError(
             f"PostgreSQL user {user!r} may not create the schema {settings.schema!r}: it lacks the CREATE"
             f" privilege on database {database!r} ({exc}). Grant it (GRANT CREATE ON DATABASE {database} TO"
@@ -90,10 +91,10 @@ async def migrate(conn: asyncpg.Connection, settings: PostgresSettings) -> int:
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"stent.migrate:{settings.schema}"
         )
         await _create_schema(conn, settings)
+        user = await conn.fetchval("SELECT current_user")
         try:
             await conn.execute(_VERSION_TABLE.replace("{s}", schema))
         except asyncpg.InsufficientPrivilegeError as exc:
-            user = await conn.fetchval("SELECT current_user")
             raise ConfigurationError(
                 f"PostgreSQL user {user!r} may not create tables in the schema {settings.schema!r} ({exc}); grant"
                 f" it (GRANT USAGE, CREATE ON SCHEMA {settings.schema} TO {user}) and run init_db() again"
@@ -104,8 +105,8 @@ async def migrate(conn: asyncpg.Connection, settings: PostgresSettings) -> int:
             raise _too_new(settings, version)
         pending = [m for m in MIGRATIONS if m.version > version]
         for migration in pending:
-            for statement in migration.statements:
-                await conn.execute(statement.replace("{s}", schema))
+            # One round trip per migration: its statements go as one script (simple query protocol).
+            await conn.execute(";\n".join(migration.statements).replace("{s}", schema))
             await conn.execute(
                 f"INSERT INTO {schema}.schema_version (version, description) VALUES ($1, $2)",
                 migration.version,
