@@ -95,3 +95,6 @@ __all__ = [
     "TimeLimitConformance",
     "WorkerRowConformance",
 ]
+
+# The notifier suite (stent.testing.conformance.notifier) is reachable from here too.
+from stent.testing.conformance.notifier import NotifierConformance as NotifierConformance

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections import Counter
@@ -57,9 +58,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+import attrs
 import pytest
 
-from stent import Stent, StentError, durable
+from stent import DurableFunction, Stent, StentError, durable
 from stent.clocks import SystemClock
 from stent.memory import MemoryStorage
 from stent.model import ClaimRequest, TaskRecord
@@ -444,24 +446,37 @@ class NotifierReconnectConformance(NotifierCase):
 _STARTED: dict[str, asyncio.Event] = {}
 
 
-@durable(name="notifier-conformance:report-start")
-async def report_start(token: str) -> str:
-    """Tell the test that a worker started this task."""
-    event = _STARTED.get(token)
-    if event is not None:
-        event.set()
-    return token
+@attrs.frozen
+class Workflows:
+    """The durable functions the end-to-end tests run."""
+
+    report_start: DurableFunction[[str], str]
+    sum_of_doubles: DurableFunction[[int], int]
 
 
-@durable(name="notifier-conformance:double")
-async def double(value: int) -> int:
-    return value * 2
+@functools.cache
+def workflows() -> Workflows:
+    """Define (and so register) the end-to-end tests' durable functions on first use, not at import: importing
+    the suite must not add functions to every worker of the process."""
 
+    @durable(name="notifier-conformance:report-start")
+    async def report_start(token: str) -> str:
+        """Tell the test that a worker started this task."""
+        event = _STARTED.get(token)
+        if event is not None:
+            event.set()
+        return token
 
-@durable(name="notifier-conformance:sum-of-doubles")
-async def sum_of_doubles(count: int) -> int:
-    """A parent with children, so finishing tasks wakes waiters inside the worker as well as outside."""
-    return sum(await asyncio.gather(*(double(i) for i in range(count))))
+    @durable(name="notifier-conformance:double")
+    async def double(value: int) -> int:
+        return value * 2
+
+    @durable(name="notifier-conformance:sum-of-doubles")
+    async def sum_of_doubles(count: int) -> int:
+        """A parent with children, so finishing tasks wakes waiters inside the worker as well as outside."""
+        return sum(await asyncio.gather(*(double(i) for i in range(count))))
+
+    return Workflows(report_start, sum_of_doubles)
 
 
 class ObservedStorage(MemoryStorage):
@@ -512,6 +527,7 @@ class LosingNotifier:
 @contextlib.asynccontextmanager
 async def serving(executor: Stent, **options: Any) -> AsyncIterator[None]:
     """Run a worker of ``executor`` for the duration of the block, then drain it."""
+    workflows()  # registered before the worker starts, since a worker claims the functions known at its start
     lifecycle = executor.create_worker_lifecycle(f"conformance-{uuid.uuid4().hex[:8]}")
     worker = asyncio.ensure_future(executor.serve(lifecycle=lifecycle, **options))
     try:
@@ -554,7 +570,7 @@ class NotifierPollingFallbackConformance(NotifierCase):
             async with serving(worker, poll_interval=interval, poll_interval_max=interval):
                 await asyncio.wait_for(storage.idle.wait(), self.DELIVERY_TIMEOUT)
                 dispatched_at = clock.monotonic()
-                await client.dispatch(report_start, token)
+                await client.dispatch(workflows().report_start, token)
                 try:
                     await asyncio.wait_for(started.wait(), interval)
                 except TimeoutError:
@@ -580,7 +596,7 @@ class NotifierPollingFallbackConformance(NotifierCase):
         client = Stent(storage, notification_backend=client_side, **polling)
         try:
             async with serving(worker, poll_interval=0.05, poll_interval_max=0.2):
-                ids = [await client.dispatch(sum_of_doubles, n) for n in (1, 3, 5)]
+                ids = [await client.dispatch(workflows().sum_of_doubles, n) for n in (1, 3, 5)]
                 results = [await client.wait_for(i, expiry=self.FALLBACK_TIMEOUT) for i in ids]
                 # The notifier did carry the announcement; losing it is what this test is about.
                 await worker_side.wait_lost(self.DELIVERY_TIMEOUT)
@@ -601,7 +617,8 @@ class NotifierPollingFallbackConformance(NotifierCase):
         client = Stent(storage, notification_backend=unreachable(), **polling)
         try:
             async with serving(worker, poll_interval=0.05, poll_interval_max=0.2):
-                ids = [await client.dispatch(sum_of_doubles, 3), await worker.dispatch(sum_of_doubles, 4)]
+                run = workflows().sum_of_doubles
+                ids = [await client.dispatch(run, 3), await worker.dispatch(run, 4)]
                 results = [await client.wait_for(i, expiry=self.FALLBACK_TIMEOUT) for i in ids]
         finally:
             await worker.close()
