@@ -15,6 +15,7 @@ async def add_all(n: int) -> int:
     total = 0
     for i in range(n):
         total += await double(i)
+    Stent.context(counters={"items": n}, state={"phase": "summed"})
     return total
 
 

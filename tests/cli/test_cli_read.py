@@ -77,6 +77,8 @@ def test_show_prints_steps_result_and_timings(cli: Cli, seeded: Seeded) -> None:
     assert "arguments  " in run.out and "[3]" in run.out
     assert run.out.count("cli.double") == 3
     assert "steps (4)" in run.out
+    assert "counters   items=3" in run.out
+    assert 'state      phase="summed"' in run.out
     assert "STEP" in run.out and "DURATION" in run.out
 
 
@@ -98,6 +100,8 @@ def test_show_json_has_steps_signals_and_state(cli: Cli, seeded: Seeded) -> None
     assert kinds[0][:2] == (0, "call")
     assert (1, "signal", "pending") in kinds
     assert data["signals"] == []
+    done = json.loads(cli("--storage", seeded.url, "show", seeded.done, "--json").out)["execution"]
+    assert (done["counters"], done["state_values"]) == ({"items": 3}, {"phase": "summed"})
     broken = json.loads(cli("--storage", seeded.url, "show", seeded.broken, "--json").out)
     assert broken["execution"]["error"]["type"] == "RuntimeError"
     assert "exploded" in broken["execution"]["error"]["traceback"]
