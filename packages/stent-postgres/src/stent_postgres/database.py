@@ -93,6 +93,17 @@ def translate(exc: BaseException, settings: PostgresSettings) -> BaseException:
     return exc
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool: an open transaction rolled back.
+
+    asyncpg's default reset (UNLISTEN, RESET ALL, advisory unlock...) costs a round trip after every operation;
+    stent's statements leave no session state (its advisory locks are transaction-scoped), so only a
+    transaction left open by a cancelled operation needs ending, and asyncpg does that before calling this.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class Database:
     """A lazily opened asyncpg pool and the transactions run on it."""
 
@@ -126,6 +137,7 @@ class Database:
                     command_timeout=settings.command_timeout,
                     statement_cache_size=settings.statement_cache_size,
                     server_settings=server_settings,
+                    reset=_reset,
                 ),
                 timeout=settings.connect_timeout * 2,
             )

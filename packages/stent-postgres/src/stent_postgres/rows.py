@@ -72,43 +72,58 @@ EXECUTION_COLUMNS = (
 )
 EXECUTION_SELECT = ", ".join(EXECUTION_COLUMNS)
 
-# Inserting many tasks in one statement: one array parameter per column, unnested together.
-_ARRAY_TYPES = {
-    "tags": None,  # text[][] cannot be ragged, so tags travel as one text[] of encoded arrays (see below)
-    "priority": "bigint[]",
-    "attempt": "integer[]",
-    "max_attempts": "integer[]",
-    "max_concurrent": "integer[]",
-    "parent_attempt": "integer[]",
-    "step": "integer[]",
-    "fencing_token": "bigint[]",
-    "scheduled_for": "timestamptz[]",
-    "created_at": "timestamptz[]",
-    "updated_at": "timestamptz[]",
-    "lease_expires_at": "timestamptz[]",
-    "started_at": "timestamptz[]",
-    "finished_at": "timestamptz[]",
-    "wake_at": "timestamptz[]",
+#: Each task column's SQL type (text unless listed).
+COLUMN_TYPES = {
+    "tags": "text[]",
+    "priority": "bigint",
+    "attempt": "integer",
+    "max_attempts": "integer",
+    "max_concurrent": "integer",
+    "parent_attempt": "integer",
+    "step": "integer",
+    "fencing_token": "bigint",
+    "scheduled_for": "timestamptz",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "lease_expires_at": "timestamptz",
+    "started_at": "timestamptz",
+    "finished_at": "timestamptz",
+    "wake_at": "timestamptz",
 }
 
 
-def _unnest_column(index: int, column: str) -> str:
-    kind = _ARRAY_TYPES.get(column, "text[]")
-    if kind is None:
-        return f"${index}::text[]"
-    return f"${index}::{kind}"
+def column_type(column: str) -> str:
+    return COLUMN_TYPES.get(column, "text")
 
 
-#: ``INSERT`` of any number of tasks: parameters are one array per column (see :func:`task_arrays`).  Tags are
-#: sent as array literals and parsed by PostgreSQL, since an array of arrays cannot have rows of different
+#: ``INSERT`` of any number of tasks: parameters are one array per column (see :func:`task_arrays`).  Tags
+#: travel as array literals, parsed by PostgreSQL, since an array of arrays cannot have rows of different
 #: lengths.
 TASK_INSERT_MANY = (
     f"INSERT INTO {{s}}.tasks ({TASK_SELECT}) SELECT "
     + ", ".join(f"u.{c}::text[]" if c == "tags" else f"u.{c}" for c in TASK_COLUMNS)
     + " FROM unnest("
-    + ", ".join(_unnest_column(i + 1, c) for i, c in enumerate(TASK_COLUMNS))
+    + ", ".join(f"${i + 1}::{'text' if c == 'tags' else column_type(c)}[]" for i, c in enumerate(TASK_COLUMNS))
     + f") AS u({TASK_SELECT})"
 )
+
+#: The values of one task as statement parameters ``$1..$n`` (in :data:`TASK_COLUMNS` order), typed.
+TASK_VALUES = ", ".join(f"${i + 1}::{column_type(c)}" for i, c in enumerate(TASK_COLUMNS))
+
+
+def task_params(task: TaskRecord) -> list[Any]:
+    """One task's values for :data:`TASK_VALUES`."""
+    values: list[Any] = []
+    for column in TASK_COLUMNS:
+        value = getattr(task, column)
+        if column == "tags":
+            value = list(value)
+        elif column in ("kind", "state"):
+            value = value.value
+        elif isinstance(value, datetime):
+            check_time(value)
+        values.append(value)
+    return values
 
 
 def check_time(moment: datetime | None) -> datetime | None:

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import attrs
 
-from stent.errors import ExecutionStopping, TaskNotFound
+from stent.errors import ExecutionStopping, StorageUnavailable
 from stent.model import (
     SIGNAL_PREFIX,
     ClaimRequest,
@@ -39,23 +39,30 @@ from stent_postgres.operations import OperationsMixin
 from stent_postgres.reads import ReadsMixin
 from stent_postgres.rows import (
     EXECUTION_SELECT,
+    TASK_COLUMNS,
     TASK_INSERT_MANY,
     TASK_SELECT,
+    TASK_VALUES,
     check_time,
     execution_from_row,
     task_arrays,
     task_from_new,
     task_from_row,
+    task_params,
 )
 
+# One statement: the execution, its root task (the task's values are $1..$27, see rows.TASK_VALUES) and, for a
+# limited function, its row in limited_functions; nothing when the execution id exists already.
+_N = len(TASK_COLUMNS)
 _CREATE_EXECUTION = (
     "WITH e AS (INSERT INTO {s}.executions (execution_id, root_task_id, function, queue, state, created_at,"
-    " updated_at, deadline) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $6)"
+    f" updated_at, deadline) VALUES ($2, $1, $3, $6, 'pending', $15, $15, ${_N + 1}::timestamptz)"
     " ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id),"
-    " l AS (INSERT INTO {s}.limited_functions (function) SELECT $3 FROM e WHERE $7"
+    f" t AS (INSERT INTO {{s}}.tasks ({TASK_SELECT}) SELECT {TASK_VALUES} FROM e),"
+    " l AS (INSERT INTO {s}.limited_functions (function) SELECT $3 FROM e WHERE $12::integer IS NOT NULL"
     " ON CONFLICT (function) DO NOTHING)"
-    " SELECT e.execution_id, CASE WHEN $8 THEN pg_notify($9, json_build_object('k', 'work', 'q', $4::text)::text)"
-    " END FROM e"
+    f" SELECT e.execution_id, CASE WHEN ${_N + 2}::boolean THEN pg_notify(${_N + 3}::text,"
+    " json_build_object('k', 'work', 'q', $6::text)::text) END FROM e"
 )
 _INSERT_LIMITED = (
     "INSERT INTO {s}.limited_functions (function) SELECT unnest($1::text[]) ON CONFLICT (function) DO NOTHING"
@@ -144,29 +151,19 @@ class PostgresStorage(FinishingMixin, OperationsMixin, HousekeepingMixin, ReadsM
 
         async def create(conn: asyncpg.Connection) -> tuple[ExecutionRecord, bool]:
             created = await conn.fetchrow(
-                self._sql(_CREATE_EXECUTION),
-                execution.execution_id,
-                root.task_id,
-                root.function,
-                root.queue,
-                now,
-                new.deadline,
-                root.max_concurrent is not None,
-                self.settings.notify,
-                self._channel,
+                self._sql(_CREATE_EXECUTION), *task_params(root), new.deadline, self.settings.notify, self._channel
             )
-            if created is None:
-                row = await conn.fetchrow(
-                    self._sql(f"SELECT {EXECUTION_SELECT} FROM {{s}}.executions WHERE execution_id = $1"),
-                    new.execution_id,
-                )
-                if row is not None:
-                    return execution_from_row(row), False
-                raise TaskNotFound(new.execution_id)  # unreachable: the conflicting row exists
-            await conn.execute(self._sql(TASK_INSERT_MANY), *task_arrays([root]))
-            return execution, True
+            if created is not None:
+                return execution, True
+            row = await conn.fetchrow(
+                self._sql(f"SELECT {EXECUTION_SELECT} FROM {{s}}.executions WHERE execution_id = $1"),
+                new.execution_id,
+            )
+            if row is None:  # only if it was deleted between the two statements
+                raise StorageUnavailable(f"execution {new.execution_id} changed while it was created; retry")
+            return execution_from_row(row), False
 
-        return await self._db.run(create)
+        return await self._db.run(create, transaction=False)
 
     async def get_or_create_steps(
         self,
