@@ -196,6 +196,12 @@ class Stent:
             self._runtime_loop = loop
         return self._runtime
 
+    async def _started(self) -> Runtime:
+        """The runtime, with its notifier connected (clients need wake-ups as much as workers do)."""
+        rt = self._rt()
+        await rt.start()
+        return rt
+
     async def close(self) -> None:
         """Close the notifier connection and the storage."""
         if self._runtime is not None:
@@ -243,7 +249,7 @@ class Stent:
         if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
             raise ConfigurationError(f"retry_policy must be a stent.RetryPolicy, got {retry_policy!r}")
         limit = fn.max_duration if max_duration is None else seconds_of("max_duration", max_duration)
-        rt = self._rt()
+        rt = await self._started()
         now = rt.clock.now()
         scheduled = None if delay is None else now + timedelta(seconds=seconds_of("delay", delay, allow_zero=True))
         root = new_call_task(
@@ -349,7 +355,7 @@ class Stent:
         limit = None if expiry is None else seconds_of("expiry", expiry)
         execution = await self._execution(execution_id)
         if not execution.state.terminal:
-            rt = self._rt()
+            rt = await self._started()
             waiter = asyncio.ensure_future(rt.waiters.wait_execution(execution_id))
             try:
                 if limit is None:
@@ -416,7 +422,7 @@ class Stent:
         text = encode_value(
             self.codec.serializer, payload, what=f"the payload of signal {name!r}", max_bytes=self.codec.max_payload_bytes
         )
-        rt = self._rt()
+        rt = await self._started()
         await self.backend.send_signal(execution_id, name, text, rt.clock.now())
         await rt.work_created_anywhere()
 
@@ -428,7 +434,7 @@ class Stent:
         await self._execution(execution_id)
         _, changed = await self.backend.cancel_execution(execution_id, self.clock.now())
         if changed:
-            self._rt().waiters.hint()
+            (await self._started()).waiters.hint()
         return changed
 
     # -- dead letters ----------------------------------------------------------------------------------
@@ -456,7 +462,7 @@ class Stent:
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise ConfigurationError(f"queue must be a non-empty string, got {queue!r}")
         record = await self.backend.replay_dead_letter(task_id, queue, self.clock.now())
-        await self._rt().work_created([record.queue])
+        await (await self._started()).work_created([record.queue])
         return record
 
     # -- workers -------------------------------------------------------------------------------------------

@@ -75,21 +75,53 @@ class Runtime:
         self._work_listeners: list[Callable[[str | None], None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._connected = False
+        self._started = False
+        self._reconnect: asyncio.Future[None] | None = None
         self._connect_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Connect the notifier once; a notifier that cannot connect leaves stent polling, with one warning."""
+        """Connect the notifier once per process.
+
+        A notifier that cannot connect leaves stent polling, with one warning, while a background task keeps
+        trying with backoff; notifications flow again once it connects.
+        """
         async with self._connect_lock:
-            if self._connected or self.notifier is None:
+            if self._started or self.notifier is None:
                 return
-            self._connected = True
+            self._started = True
             try:
                 await self.notifier.connect()
             except Exception as exc:
-                log.warning("notifier could not connect (%s); falling back to polling", exc)
-            self._unsubscribe = self.notifier.subscribe(self._on_notification)
+                log.warning("notifier could not connect (%s); polling until it can", exc)
+                self._reconnect = asyncio.ensure_future(self._connect_later())
+                return
+            self._subscribe()
+
+    def _subscribe(self) -> None:
+        assert self.notifier is not None
+        self._connected = True
+        self._unsubscribe = self.notifier.subscribe(self._on_notification)
+
+    async def _connect_later(self) -> None:
+        assert self.notifier is not None
+        delay = 0.5
+        while True:
+            await self.clock.sleep(delay)
+            try:
+                await self.notifier.connect()
+            except Exception as exc:
+                log.debug("notifier still unreachable: %s", exc)
+                delay = min(delay * 2, 30.0)
+                continue
+            log.info("notifier connected; wake-ups are pushed again")
+            self._subscribe()
+            return
 
     async def close(self) -> None:
+        if self._reconnect is not None and not self._reconnect.done():
+            self._reconnect.cancel()
+            await asyncio.gather(self._reconnect, return_exceptions=True)
+        self._started = False
         await self.waiters.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
