@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -91,3 +92,71 @@ async def test_code_does_not_start_once_the_lease_expired_between_claim_and_star
     with pytest.raises(TaskAbandoned):
         await runner.run(record)
     assert RUNS == []
+
+
+class StepOutageUntil(MemoryStorage):
+    """Every ``get_or_create_steps`` fails with StorageUnavailable until the clock passes ``until``."""
+
+    def __init__(self, clock: FakeClock, until: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.until = until
+
+    async def get_or_create_steps(
+        self, parent: Fence, steps: Sequence[tuple[StepKey, NewTask]], now: datetime, *, allow_stopping: bool = False
+    ) -> list[TaskRecord]:
+        if self.clock.monotonic() < self.until:
+            raise StorageUnavailable("database restarting")
+        return await super().get_or_create_steps(parent, steps, now, allow_stopping=allow_stopping)
+
+
+async def test_storage_outage_longer_than_the_lease_abandons_the_task_instead_of_failing_it() -> None:
+    """Journaling that cannot reach storage for longer than the lease gives the task up for another try.
+
+    Found by the simulator (a pause during the retries): giving up raised StorageUnavailable into the workflow,
+    which then failed for good although nothing was wrong with it.
+    """
+    harness = WorkflowHarness()
+    storage = StepOutageUntil(harness.clock, until=40)
+    harness.storage = storage
+    harness.executor = Stent(storage, clock=harness.clock)
+    try:
+        await harness.start_worker(lease_duration=10, heartbeat_interval=3)
+        execution_id = await harness.executor.dispatch(one_step, 4)
+        assert await harness.finish(execution_id, max_virtual=3600) == 8
+    finally:
+        await harness.stop()
+
+
+class CacheOutageOnce(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def cache_get(self, key: str, now: datetime) -> str | None:
+        if not self.failed:
+            self.failed = True
+            raise StorageUnavailable("connection reset")
+        return await super().cache_get(key, now)
+
+
+@Stent.durable(cached=True)
+async def cached_double(x: int) -> int:
+    return 2 * x
+
+
+async def test_storage_blip_on_a_cache_lookup_is_retried_not_logged_as_a_worker_bug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A transient StorageUnavailable from the idempotency cache is retried; no error is logged.
+
+    Found by the simulator: it escaped the runner as a "worker bug" and the task waited for its lease to expire.
+    """
+    harness = WorkflowHarness(CacheOutageOnce())
+    try:
+        await harness.start_worker()
+        execution_id = await harness.executor.dispatch(cached_double, 5)
+        assert await harness.finish(execution_id, max_virtual=60) == 10
+    finally:
+        await harness.stop()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("stent")]

@@ -105,6 +105,14 @@ class TaskRunner:
                         ctx.task.fence, steps, now, allow_stopping=ctx.cancel_requested
                     ),
                 )
+            except StorageUnavailable as exc:
+                # Still down after a lease's worth of retries: give the task up (another worker replays it once
+                # the lease expires) instead of raising the outage into the workflow, which would fail it.
+                abandoned = TaskAbandoned(f"storage unavailable past the lease while journaling steps: {exc}")
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(abandoned)
+                return
             except BaseException as exc:
                 for _, _, future in batch:
                     if not future.done():
@@ -231,7 +239,13 @@ class TaskRunner:
             await self._fail(task, fn, undecodable, TaskOptions(), started, reason="undecodable task")
             return
         if options.cache_key is not None:
-            cached = await runtime.storage.cache_get(options.cache_key, self.now())
+            cache_key = options.cache_key
+            try:
+                cached = await self._retry_unavailable(
+                    task.task_id, lambda now: runtime.storage.cache_get(cache_key, now)
+                )
+            except StorageUnavailable as exc:
+                raise TaskAbandoned(f"storage unavailable past the lease reading the cache: {exc}") from exc
             if cached is not None:
                 await self._complete(task, cached, None, started)
                 return
@@ -246,7 +260,7 @@ class TaskRunner:
         token = ctx.activate()
         try:
             value = await self._call(fn, args, kwargs, options.timeout)
-        except LeaseLost as exc:
+        except (LeaseLost, TaskAbandoned) as exc:
             raise TaskAbandoned(str(exc)) from exc
         except asyncio.CancelledError as exc:
             if ctx.suspended:
