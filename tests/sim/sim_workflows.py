@@ -11,7 +11,7 @@ import asyncio
 
 from stent import RetryPolicy, Stent
 from stent.engine.context import current_task
-from stent.testing.sim import Dispatch, Scenario, Signal, check
+from stent.testing.sim import Dispatch, Scenario, Signal, SimControl, check
 
 QUICK_RETRY = RetryPolicy(max_attempts=6, initial_delay=1, backoff_factor=2, max_delay=30)
 
@@ -163,3 +163,89 @@ MONTH = Scenario(
     duration="60d",
 )
 """The issue's example: 30 days of sleep, long backoffs and a day-12 signal, in well under a second."""
+
+
+@Stent.durable(retry_policy=QUICK_RETRY)
+async def step_with_cleanup(order: str) -> str:
+    try:
+        await asyncio.sleep(0.4)
+        return f"done:{order}"
+    finally:
+        await asyncio.sleep(0)
+
+
+@Stent.durable
+async def cancellable(order: str) -> str:
+    """A chain of steps and a sleep: cancelled part-way by the script, or not."""
+    first = await step_with_cleanup(order)
+    await Stent.sleep("2m")
+    second = await step_with_cleanup(order + "-b")
+    return f"{first},{second}"
+
+
+@Stent.durable(max_duration="90s")
+async def deadline(order: str) -> str:
+    """Sleeps past its max_duration: always ends timed_out."""
+    await reserve(order)
+    await Stent.sleep("5m")
+    return "never"
+
+
+async def cancel_some(control: SimControl) -> None:
+    """Dispatch eight workflows and cancel a random half of them at random times."""
+    ids = [await control.dispatch(cancellable, f"c-{i}") for i in range(8)]
+    await control.dispatch(deadline, "d-1")
+    for execution_id in control.rng.sample(ids, 4):
+        await control.sleep(control.rng.uniform(0, 60))
+        await control.client.cancel(execution_id)
+
+
+CANCELS = Scenario(script=cancel_some, workers=3, duration="2h", serve_options=SWEEP_SERVE)
+"""Cancellation and time limits racing running, sleeping and retrying work."""
+
+
+@Stent.durable(cached=True)
+async def price(item: str) -> int:
+    return len(item) * 10
+
+
+@Stent.durable(retry_policy=RetryPolicy(max_attempts=2, initial_delay=1))
+async def always_declines(key: str) -> None:
+    raise Declined(f"{key}: never")
+
+
+@Stent.durable
+async def leg(n: int) -> int:
+    """A middle layer: an orchestrator that is itself a step."""
+    await asyncio.sleep(2)  # promoted to a durable sleep inside a durable function
+    parts = await Stent.gather(square(n), price(f"item-{n}"))
+    return sum(parts)
+
+
+@Stent.durable
+async def features(key: str) -> str:
+    """Nested orchestrators, a cached step, a handled child failure, an expiring signal wait and counters."""
+    legs = await leg.map(range(3))
+    try:
+        await always_declines(key)
+        compensated = False
+    except Declined:
+        compensated = True
+    try:
+        await Stent.wait_for_signal("never-sent", timeout="30s")
+        timed_out = False
+    except TimeoutError:
+        timed_out = True
+    Stent.context(counters={"legs": len(legs)})
+    return f"{sum(legs)}:{compensated}:{timed_out}"
+
+
+FEATURES = Scenario(
+    dispatches=[(features, "f-1"), (features, "f-2")],
+    workers=3,
+    duration="2h",
+    serve_options=SWEEP_SERVE,
+)
+"""Nested orchestrators, caching, compensation, signal timeouts and context counters under faults."""
+
+FEATURES_EXPECTED = f"{sum(n * n + len(f'item-{n}') * 10 for n in range(3))}:True:True"

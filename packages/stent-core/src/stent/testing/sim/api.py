@@ -57,6 +57,7 @@ def simulate(
     storage: MemoryStorage | Callable[[], MemoryStorage] | None = None,
     storage_latency: float = 0.02,
     compress_idle: bool = True,
+    max_steps: int = 2_000_000,
     check: bool = False,
     scenario: Scenario | None = None,
     reproduce: str | None = None,
@@ -68,6 +69,7 @@ def simulate(
     ``heal_at`` (half of ``duration`` by default), and every execution must finish by ``duration``.
     ``workers`` is a count, or one mapping of ``serve()`` options per worker (over ``serve_options``).
     ``signals`` are sent at their times; ``script(control)`` may dispatch, signal and sleep as it likes.
+    The run stops early after 20 violations, or after ``max_steps`` loop steps (reported as a livelock).
     With ``check=True`` a broken invariant raises :class:`SimulationFailed` (with the reproduction command).
     """
     mix = FaultMix.parse(faults)
@@ -96,6 +98,7 @@ def simulate(
         storage=store,
         storage_latency=storage_latency,
         compress_idle=compress_idle,
+        max_steps=max_steps,
     )
     try:
         asyncio.get_running_loop()
@@ -233,6 +236,9 @@ class _TraceLogHandler(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             message += f" [{type(record.exc_info[1]).__name__}: {record.exc_info[1]}]"
         self.sim.record(f"log {record.levelname.lower()} {record.name}: {message}")
+        if record.levelno >= logging.ERROR:
+            # Stent logs at ERROR only where it caught a bug of its own (or of a plugin): never expected.
+            self.sim.checker.violate("no internal errors", f"{record.name} logged: {message}")
 
 
 @contextlib.contextmanager

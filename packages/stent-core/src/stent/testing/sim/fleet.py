@@ -56,6 +56,8 @@ class FleetConfig:
     storage: MemoryStorage
     storage_latency: float
     compress_idle: bool
+    max_steps: int = 2_000_000
+    max_violations: int = 20
 
 
 @attrs.define
@@ -93,7 +95,7 @@ class Simulation:
         self.clocks: dict[str, SimClock] = {}
         self.idle_tasks: set[asyncio.Task[Any]] = set()
         self.checker = InvariantChecker(
-            self.storage, now=self.loop.time, clock_of=lambda node: self.clocks[node].now(), record=self.record
+            self.storage, now=self.loop.time, clock_of=lambda node: self.clocks[node].now(), record=self._violated
         )
         self.bus = SimBus(self.faults)
         self.slots = [
@@ -132,6 +134,12 @@ class Simulation:
             self.record(summary)
         if method not in ("get_tasks", "get_execution") and self.checker.finished:
             self._maybe_done()
+
+    def _violated(self, text: str) -> None:
+        self.record(text)
+        # Enough is known once this many invariants broke; a broken system may also never finish on its own.
+        if len(self.checker.violations) >= self.config.max_violations:
+            self._done.set()
 
     @property
     def digest(self) -> str:
@@ -196,6 +204,12 @@ class Simulation:
             self.errors.append(exc)
 
     def _before_step(self, node: str) -> bool:
+        if self.loop.steps >= self.config.max_steps and not self._done.is_set():
+            self.checker.violate(
+                "progress",
+                f"{self.loop.steps} loop steps by virtual time {self.loop.time():.3f}s without finishing: a livelock?",
+            )
+            self._done.set()
         slot = self._slot_of_node.get(node)
         if slot is None or slot.node != node or node in self.dead:
             return True

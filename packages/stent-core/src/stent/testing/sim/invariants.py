@@ -15,6 +15,8 @@ run after every write).  Each changed row is checked against the row it replaced
   (a paused worker may still be running code whose lease was taken over; storage is what counts);
 * a finished execution never changes again, and none disappears before it finished.
 
+Stent's own log lines at ERROR level mark a bug it caught in itself; each is a violation too.
+
 At the end of a run: every execution dispatched exists (or was cleaned up after finishing), and every one has
 finished: the run ends a bounded span of virtual time after the faults healed.
 """
