@@ -103,7 +103,12 @@ class StepOutageUntil(MemoryStorage):
         self.until = until
 
     async def get_or_create_steps(
-        self, parent: Fence, steps: Sequence[tuple[StepKey, NewTask]], now: datetime, *, allow_stopping: bool = False
+        self,
+        parent: Fence,
+        steps: Sequence[tuple[StepKey, NewTask]],
+        now: datetime,
+        *,
+        allow_stopping: bool = False,
     ) -> list[TaskRecord]:
         if self.clock.monotonic() < self.until:
             raise StorageUnavailable("database restarting")

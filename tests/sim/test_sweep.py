@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sim_workflows import CANCELS, MIXED, MIXED_EXPECTED
+from sim_workflows import CANCELS, FEATURES, FEATURES_EXPECTED, MIXED, MIXED_EXPECTED
 
 from stent.errors import TaskNotFound
 from stent.memory import MemoryStorage
@@ -19,7 +19,7 @@ from stent.result import Error
 from stent.testing.sim import InjectedFault, SimResult
 
 MIXES = ["none", "crash", "pause", "storage", "notify,skew", "user", "all"]
-SEEDS_PER_MIX = 30
+SEEDS_PER_MIX = 50
 
 
 def _answers_are_right(result: SimResult) -> list[str]:
@@ -54,6 +54,17 @@ def test_cancellation_and_time_limits_keep_every_invariant_under_faults(sim: Any
             if result.faults.user:
                 allowed.add("failed")
             assert outcome.state in allowed, f"{outcome}\n{result.report(trace_lines=0)}"
+
+
+@pytest.mark.parametrize("faults", ["storage", "crash,pause,notify", "all"])
+def test_engine_features_keep_every_invariant_under_faults(sim: Any, faults: str) -> None:
+    """Nested orchestrators, caching, compensation, signal timeouts and counters give the quiet-fleet answer."""
+    for result in sim.sweep(FEATURES.dispatches, seeds=range(12), faults=faults, **_settings(FEATURES)):
+        for outcome in result.outcomes.values():
+            error = getattr(outcome.result, "error", None)
+            if result.faults.user and isinstance(error, InjectedFault):
+                continue
+            assert outcome.value == FEATURES_EXPECTED, result.report(trace_lines=0)
 
 
 class UnfencedStorage(MemoryStorage):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stent.durations import parse_duration
-from stent.errors import ConfigurationError
+from stent.errors import ConfigurationError, LeaseLost, StorageUnavailable
 from stent.executor import Stent
 from stent.memory import MemoryStorage
 from stent.testing.sim.clock import EPOCH
@@ -112,6 +112,12 @@ def simulate(
         "duration": f"{total:g}s, faults heal at {heal:g}s",
         "storage": type(store).__name__,
     }
+    leases = [parse_duration(w.get("lease_duration", 300.0), name="lease_duration") for w in fleet]
+    if 2 * mix.skew >= min(leases):
+        settings["warning"] = (
+            f"clocks up to {2 * mix.skew:g}s apart reach the {min(leases):g}s lease: a lease cannot protect a task"
+            " then, so a task may run on two workers and a finished one start again"
+        )
     result = _with(result, settings=settings, reproduce=command)
     return result.check() if check else result
 
@@ -169,6 +175,7 @@ def _run(config: FleetConfig) -> SimResult:
                 tasks_of=tasks_of,
             )
             outcomes = _outcomes(sim, dispatched)
+            _check_outage_failures(sim, outcomes)
             loop.run_until_complete(sim.teardown())
             loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
@@ -222,6 +229,17 @@ def _outcomes(sim: Simulation, dispatched: list[str]) -> dict[str, Outcome]:
             else None,
         )
     return outcomes
+
+
+def _check_outage_failures(sim: Simulation, outcomes: Mapping[str, Outcome]) -> None:
+    """Stent retries or gives work back through outages and lost leases; neither may fail a workflow."""
+    for outcome in outcomes.values():
+        error = getattr(outcome.result, "error", None)
+        if isinstance(error, StorageUnavailable | LeaseLost):
+            sim.checker.violate(
+                "outages never fail a workflow",
+                f"execution {outcome.execution_id} ({outcome.function}) failed with {type(error).__name__}: {error}",
+            )
 
 
 class _TraceLogHandler(logging.Handler):

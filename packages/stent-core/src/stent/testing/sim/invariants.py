@@ -18,7 +18,9 @@ run after every write).  Each changed row is checked against the row it replaced
 Stent's own log lines at ERROR level mark a bug it caught in itself; each is a violation too.
 
 At the end of a run: every execution dispatched exists (or was cleaned up after finishing), and every one has
-finished: the run ends a bounded span of virtual time after the faults healed.
+finished: the run ends a bounded span of virtual time after the faults healed.  None failed with
+StorageUnavailable or LeaseLost: stent retries through outages and gives lost work back, it never fails a
+workflow for them.
 """
 
 from __future__ import annotations
