@@ -109,8 +109,8 @@ class PostgresStorage(FinishingMixin, OperationsMixin, HousekeepingMixin, ReadsM
         """
         self._init_base(parse_settings(dsn, options))
         # Declared so that core can leave publishing to the storage when it announces its own changes.
-        self.capabilities: frozenset[str] = (
-            frozenset({"transactional_notifications"}) if self.settings.notify else frozenset()
+        self.capabilities: frozenset[str] = frozenset(
+            {"shared", "durable", "transactional_notifications"} if self.settings.notify else {"shared", "durable"}
         )
 
     @classmethod
@@ -121,7 +121,9 @@ class PostgresStorage(FinishingMixin, OperationsMixin, HousekeepingMixin, ReadsM
     def from_settings(cls, settings: PostgresSettings) -> PostgresStorage:
         storage = cls.__new__(cls)
         storage._init_base(settings)
-        storage.capabilities = frozenset({"transactional_notifications"}) if settings.notify else frozenset()
+        storage.capabilities = frozenset(
+            {"shared", "durable", "transactional_notifications"} if settings.notify else {"shared", "durable"}
+        )
         return storage
 
     def __repr__(self) -> str:

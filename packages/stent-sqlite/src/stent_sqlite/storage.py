@@ -72,7 +72,7 @@ _RELEASE_LEASE = "lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 class SQLiteStorage(SQLiteOperations):
     """Storage in a SQLite file (WAL mode), shared safely by any number of processes on one host."""
 
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"shared", "durable"})
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         """``path`` is the database file (created by :meth:`init_db` when missing) or ``":memory:"``.
@@ -86,6 +86,8 @@ class SQLiteStorage(SQLiteOperations):
         if not isinstance(text, str) or not text:
             raise ConfigurationError("SQLiteStorage needs a file path such as 'stent.db' (a non-empty str)")
         self.path = text
+        if text == ":memory:":  # one connection's private database: neither shared nor kept after close()
+            self.capabilities = frozenset()
         self.busy_timeout = check_busy_timeout(busy_timeout)
         self._db = Database(text, busy_timeout=self.busy_timeout)
 

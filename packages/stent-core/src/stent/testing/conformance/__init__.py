@@ -24,11 +24,19 @@ A storage adapter proves itself by running :class:`StorageConformance` against i
 
 ``make_storage`` is the one fixture an adapter must provide: given a :class:`~stent.clocks.FakeClock`, it returns
 a fresh, isolated, initialised Storage and closes it afterwards.  ``make_peer_storage`` is optional: given a
-storage made by ``make_storage``, it opens another client of the same backend (a second connection), so that
-the concurrency tests contend through the backend's own locking; without it the racers share one instance.
+storage made by ``make_storage`` that declares ``shared``, it opens another client of the same backend (a second
+connection), so that the concurrency tests contend through the backend's own locking; without it the racers
+share one instance.
 
-The suite needs pytest and pytest-asyncio.  The classes' names do not start with ``Test``, so pytest collects
-them only where an adapter subclasses them; each area is also a class of its own, to run a part alone.
+Optional capabilities (``shared``, ``durable``, ``transactional_notifications``) are declared by the storage in
+its ``capabilities`` attribute; their tests are skipped, naming the capability, unless declared (see
+:mod:`~stent.testing.conformance.capabilities` and :mod:`~stent.testing.conformance.storage_optional`).  A known
+gap is declared by overriding its test in the subclass with ``@pytest.mark.xfail(strict=True, reason=...)``.
+
+The suite needs only pytest: load ``stent.testing.conformance.plugin`` (``pytest_plugins`` in the top-level
+``conftest.py``) for the summary of capabilities at the end of the run and, without pytest-asyncio, to run the
+async tests.  The classes' names do not start with ``Test``, so pytest collects them only where an adapter
+subclasses them; each area is also a class of its own, to run a part alone.
 """
 
 from __future__ import annotations
@@ -46,6 +54,11 @@ from stent.testing.conformance.storage_housekeeping import (
     WorkerRowConformance,
 )
 from stent.testing.conformance.storage_leases import FencingConformance, LeaseConformance
+from stent.testing.conformance.storage_optional import (
+    DurabilityConformance,
+    SharedStoreConformance,
+    TransactionalNotificationConformance,
+)
 from stent.testing.conformance.storage_reads import ReadConformance
 from stent.testing.conformance.storage_signals import SignalConformance
 from stent.testing.conformance.storage_suspend import SuspensionConformance
@@ -70,8 +83,12 @@ class StorageConformance(
     CleanupConformance,
     WorkerRowConformance,
     ReadConformance,
+    SharedStoreConformance,
+    DurabilityConformance,
+    TransactionalNotificationConformance,
 ):
-    """Every required behaviour of the Storage port."""
+    """Every required behaviour of the Storage port, and the tests of the optional capabilities (which run only
+    for a storage that declares them)."""
 
 
 __all__ = [
@@ -82,17 +99,20 @@ __all__ = [
     "ConcurrencyConformance",
     "ContextConformance",
     "DeadLetterConformance",
+    "DurabilityConformance",
     "ExecutionCreationConformance",
     "FencingConformance",
     "FinishConformance",
     "LeaderConformance",
     "LeaseConformance",
     "ReadConformance",
+    "SharedStoreConformance",
     "SignalConformance",
     "StepCreationConformance",
     "StorageConformance",
     "SuspensionConformance",
     "TimeLimitConformance",
+    "TransactionalNotificationConformance",
     "WorkerRowConformance",
 ]
 

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from stent.clocks import FakeClock
 from stent.model import (
@@ -27,6 +26,8 @@ from stent.model import (
     TaskRecord,
 )
 from stent.ports import Storage
+from stent.testing.async_support import ASYNCIO_MARKS, async_fixture
+from stent.testing.conformance.capabilities import gate_storage_test
 
 PeerFactory = Callable[[Storage], Awaitable[Storage]]
 
@@ -87,22 +88,28 @@ class StorageCase:
     The adapter's test module provides ``make_storage``, an async factory fixture: ``await make_storage(clock)``
     returns a fresh, isolated, initialised Storage, and the fixture closes what it made.  It may also provide
     ``make_peer_storage``: ``await make_peer_storage(storage)`` opens another connection (another client) to
-    the same backend as ``storage``, so concurrency tests contend for real; without it peers share ``storage``.
+    the same backend as ``storage``, so concurrency tests contend for real; a storage that does not declare the
+    ``shared`` capability has no other client, and its peers are ``storage`` itself.
     """
 
-    pytestmark = pytest.mark.asyncio
+    pytestmark = ASYNCIO_MARKS
+
+    @pytest.fixture(autouse=True)
+    def _capabilities(self, request: pytest.FixtureRequest, storage: Storage) -> None:
+        """Skips the test of an optional capability the storage does not declare (see ``capabilities``)."""
+        gate_storage_test(request, storage)
 
     @pytest.fixture
     def clock(self) -> FakeClock:
         return FakeClock()
 
-    @pytest_asyncio.fixture
+    @async_fixture
     async def storage(self, make_storage: Callable[[FakeClock], Awaitable[Storage]], clock: FakeClock) -> Storage:
         return await make_storage(clock)
 
     @pytest.fixture
     def open_peer(self, request: pytest.FixtureRequest) -> PeerFactory:
-        """``await open_peer(storage)``: another client of the same backend (the same instance by default)."""
+        """``await open_peer(storage)``: another client of a shared backend; the same instance otherwise."""
         try:
             factory: PeerFactory = request.getfixturevalue("make_peer_storage")
         except pytest.FixtureLookupError:
@@ -111,7 +118,11 @@ class StorageCase:
                 return storage
 
             return same
-        return factory
+
+        async def peer(storage: Storage) -> Storage:
+            return await factory(storage) if "shared" in storage.capabilities else storage
+
+        return peer
 
     # -- scenarios -------------------------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ import pytest
 
 from stent import StentError
 from stent.ports import Notification, Notifier
+from stent.testing.conformance.capabilities import requires_capability
 from stent.testing.conformance.notifier_fallback import LosingNotifier, NotifierPollingFallbackConformance
 from stent.testing.conformance.notifier_support import (
     BreakConnection,
@@ -212,6 +213,7 @@ class NotifierLifecycleConformance(NotifierCase):
         with contextlib.suppress(StentError, OSError):
             await notifier.publish([marker()])
 
+    @requires_capability("make_unreachable_notifier")
     async def test_unreachable_server_fails_connect_quickly(self, unreachable: Callable[[], Notifier]) -> None:
         """``connect()`` to a server that is down raises a StentError within a bounded time, and closing after
         that is fine."""
@@ -227,6 +229,7 @@ class NotifierLifecycleConformance(NotifierCase):
 
 
 class NotifierReconnectConformance(NotifierCase):
+    @requires_capability("break_connection")
     async def test_subscriber_receives_again_after_its_connection_is_cut(
         self, make_notifier: NotifierFactory, breaker: BreakConnection
     ) -> None:
@@ -240,6 +243,7 @@ class NotifierReconnectConformance(NotifierCase):
             publisher, marker("after-cut"), inbox, self.RECONNECT_TIMEOUT, "delivery to a reconnected subscriber"
         )
 
+    @requires_capability("break_connection")
     async def test_publisher_publishes_again_after_its_connection_is_cut(
         self, make_notifier: NotifierFactory, breaker: BreakConnection
     ) -> None:
@@ -250,6 +254,7 @@ class NotifierReconnectConformance(NotifierCase):
             publisher, marker("from-cut"), inbox, self.RECONNECT_TIMEOUT, "delivery from a reconnected publisher"
         )
 
+    @requires_capability("break_connection")
     async def test_a_cut_connection_logs_at_most_one_warning(
         self, make_notifier: NotifierFactory, breaker: BreakConnection, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -265,6 +270,7 @@ class NotifierReconnectConformance(NotifierCase):
         warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and r.name != "asyncio"]
         assert len(warnings) <= 1, [r.getMessage() for r in warnings]
 
+    @requires_capability("break_connection")
     async def test_close_during_reconnect_returns_promptly(
         self, make_notifier: NotifierFactory, breaker: BreakConnection
     ) -> None:

@@ -20,6 +20,7 @@ from stent.clocks import SystemClock
 from stent.memory import MemoryStorage
 from stent.model import ClaimRequest, TaskRecord
 from stent.ports import Notification, NotificationListener, Notifier
+from stent.testing.conformance.capabilities import requires_capability
 from stent.testing.conformance.notifier_support import NotifierCase, NotifierFactory
 
 _STARTED: dict[str, asyncio.Event] = {}
@@ -184,6 +185,7 @@ class NotifierPollingFallbackConformance(NotifierCase):
             await client.close()
         assert results == [0, 6, 20]
 
+    @requires_capability("make_unreachable_notifier")
     async def test_unreachable_notifier_leaves_stent_polling_with_one_warning(
         self, unreachable: Callable[[], Notifier], caplog: pytest.LogCaptureFixture
     ) -> None:

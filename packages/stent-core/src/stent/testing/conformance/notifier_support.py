@@ -15,6 +15,8 @@ import pytest
 from stent import StentError
 from stent.clocks import SystemClock
 from stent.ports import Notification, Notifier
+from stent.testing.async_support import ASYNCIO_MARKS
+from stent.testing.conformance.capabilities import gate_notifier_test
 
 
 class NotifierFactory(Protocol):
@@ -149,7 +151,7 @@ class TcpProxy:
 class NotifierCase:
     """Base of the notifier conformance classes: bounds and fixtures built on the adapter's ones."""
 
-    pytestmark = pytest.mark.asyncio
+    pytestmark = ASYNCIO_MARKS
 
     #: Seconds a healthy notifier may take to deliver.
     DELIVERY_TIMEOUT = 5.0
@@ -157,6 +159,11 @@ class NotifierCase:
     RECONNECT_TIMEOUT = 20.0
     #: Seconds ``connect()`` may take to fail against a server that is down.
     CONNECT_FAIL_TIMEOUT = 10.0
+
+    @pytest.fixture(autouse=True)
+    def _capabilities(self, request: pytest.FixtureRequest) -> None:
+        """Skips the test of an optional capability whose fixture the adapter does not define."""
+        gate_notifier_test(request)
 
     @pytest.fixture
     def breaker(self, request: pytest.FixtureRequest) -> BreakConnection:
