@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -165,3 +166,35 @@ async def test_storage_blip_on_a_cache_lookup_is_retried_not_logged_as_a_worker_
     finally:
         await harness.stop()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("stent")]
+
+
+@Stent.durable(timeout="10s")
+async def side_effect_with_timeout(key: str) -> str:
+    RUNS.append(key)
+    return key
+
+
+async def test_code_of_a_function_with_a_timeout_does_not_start_once_the_lease_expired() -> None:
+    """The lease check also guards code started in a task of its own (functions with a ``timeout``).
+
+    Found by the simulator (pause faults): the check ran before that task was created, and a pause in between
+    let the code start with a long-expired lease, repeating a step another worker had completed.
+    """
+    RUNS.clear()
+    clock = FakeClock()
+    storage = MemoryStorage()
+    executor = Stent(storage, clock=clock)
+    await executor.dispatch(side_effect_with_timeout, "once")
+    request = ClaimRequest(
+        worker_id="w1", functions=frozenset({side_effect_with_timeout.name}), limit=1, lease_seconds=10
+    )
+    [record] = await storage.claim_tasks(request, clock.now())
+    runner = TaskRunner(
+        executor._rt(), on_waiting=lambda _: None, on_resumed=lambda _: None, lease_seconds=10, suspend_after=60
+    )
+    running = asyncio.ensure_future(runner.run(record))
+    await asyncio.sleep(0)  # the runner has created the task that will run the code, which has not started yet
+    clock.advance(11)  # the worker stalls here, past its lease
+    with pytest.raises(TaskAbandoned):
+        await running
+    assert RUNS == []

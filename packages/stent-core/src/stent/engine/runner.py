@@ -249,17 +249,12 @@ class TaskRunner:
             if cached is not None:
                 await self._complete(task, cached, None, started)
                 return
-        if task.lease_expires_at is not None and self.now() >= task.lease_expires_at:
-            # The worker stalled between the claim and now (a long pause, a blocked event loop): the task may be
-            # another worker's already, even finished, so its code must not start.  No await separates this
-            # check from the start of the code.
-            raise TaskAbandoned(f"the lease on task {task.task_id} expired before its code started")
         ctx = TaskContext(task, self)
         ctx.handle = asyncio.current_task()
         self._active[task.task_id] = ctx
         token = ctx.activate()
         try:
-            value = await self._call(fn, args, kwargs, options.timeout)
+            value = await self._call(task, fn, args, kwargs, options.timeout)
         except (LeaseLost, TaskAbandoned) as exc:
             raise TaskAbandoned(str(exc)) from exc
         except asyncio.CancelledError as exc:
@@ -292,11 +287,16 @@ class TaskRunner:
                 log.warning("could not store the idempotent result of %s: %s", task.function, exc)
 
     async def _call(
-        self, fn: DurableFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+        self,
+        task: TaskRecord,
+        fn: DurableFunction[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
     ) -> Any:
         if timeout is None:
-            return await fn.func(*args, **kwargs)
-        inner = asyncio.ensure_future(fn.func(*args, **kwargs))
+            return await self._start(task, fn, args, kwargs)
+        inner = asyncio.ensure_future(self._start(task, fn, args, kwargs))
         done = asyncio.Event()
         inner.add_done_callback(lambda _: done.set())
         try:
@@ -309,6 +309,17 @@ class TaskRunner:
             await asyncio.gather(inner, return_exceptions=True)
             raise ActivityTimeout(f"{fn.name} ran longer than its timeout of {timeout:g}s")
         return inner.result()
+
+    async def _start(
+        self, task: TaskRecord, fn: DurableFunction[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Start the task's code, unless its lease ran out meanwhile."""
+        if task.lease_expires_at is not None and self.now() >= task.lease_expires_at:
+            # The worker stalled since the claim (a long pause, a blocked event loop): the task may be another
+            # worker's already, even finished, so its code must not start.  No await separates this check from
+            # the code's first line, here and in the task that runs code with a timeout.
+            raise TaskAbandoned(f"the lease on task {task.task_id} expired before its code started")
+        return await fn.func(*args, **kwargs)
 
     async def _complete(self, task: TaskRecord, result: str, ctx: TaskContext | None, started: float) -> None:
         runtime = self.runtime
