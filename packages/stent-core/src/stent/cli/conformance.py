@@ -113,7 +113,7 @@ def generate_module(url: str, mode: str, directory: str, kinds: list[str]) -> st
         "",
         "import uuid",
         "",
-        "import pytest_asyncio",
+        "import pytest",
         "",
         "from stent.cli.conformance import concrete_url, token",
         "from stent import plugins",
@@ -129,7 +129,7 @@ def generate_module(url: str, mode: str, directory: str, kinds: list[str]) -> st
             "from stent.testing.conformance import StorageConformance",
             "",
             "",
-            "@pytest_asyncio.fixture",
+            "@pytest.fixture",
             "async def make_storage():",
             "    made = []",
             "",
@@ -149,7 +149,7 @@ def generate_module(url: str, mode: str, directory: str, kinds: list[str]) -> st
         ]
         if mode != "memory":  # a memory:// URL makes a separate store, not a second client of the same one
             lines += [
-                "@pytest_asyncio.fixture",
+                "@pytest.fixture",
                 "async def make_peer_storage():",
                 "    peers = []",
                 "",
@@ -165,6 +165,21 @@ def generate_module(url: str, mode: str, directory: str, kinds: list[str]) -> st
                 "",
             ]
         lines += [
+            "@pytest.fixture",
+            "async def make_storage_listener():",
+            "    made = []",
+            "",
+            "    async def listen(storage):  # the scheme's notifier hears what its storage announces",
+            "        notifier = plugins.make_notifier(URLS[id(storage)])",
+            "        await notifier.connect()",
+            "        made.append(notifier)",
+            "        return notifier",
+            "",
+            "    yield listen",
+            "    for notifier in made:",
+            "        await notifier.close()",
+            "",
+            "",
             "class TestStorageConformance(StorageConformance):",
             "    pass",
             "",
@@ -175,7 +190,7 @@ def generate_module(url: str, mode: str, directory: str, kinds: list[str]) -> st
             "from stent.testing.conformance.notifier import NotifierConformance",
             "",
             "",
-            "@pytest_asyncio.fixture",
+            "@pytest.fixture",
             "async def make_notifier():",
             "    run = uuid.uuid4().hex[:10]",
             "    made = []",
@@ -213,15 +228,12 @@ def run_conformance(args: argparse.Namespace) -> int:
     try:
         scheme, kinds = kinds_for(args.url, args.kind)
         mode = isolation_mode(args.url, scheme, args.shared)
-        for needed in ("pytest", "pytest_asyncio"):
-            try:
-                __import__(needed)
-            except ImportError:
-                raise CommandError(
-                    "the conformance suites run on pytest and pytest-asyncio; install them: pip install pytest"
-                    " pytest-asyncio",
-                    common.USAGE,
-                ) from None
+        try:
+            __import__("pytest")
+        except ImportError:
+            raise CommandError(
+                "the conformance suites run on pytest; install it: pip install 'stent-core[testing]'", common.USAGE
+            ) from None
     except Exception as exc:
         print(f"stent conformance: {common.describe(exc)}", file=sys.stderr)
         return common.exit_code_of(exc)
@@ -250,6 +262,7 @@ def _run(args: argparse.Namespace, kinds: list[str], mode: str, directory: str, 
     command = [
         sys.executable, "-m", "pytest", module, "-c", os.path.join(directory, "pytest.ini"),
         "--rootdir", directory, "--confcutdir", directory, "-p", "no:cacheprovider",
+        "-p", "stent.testing.conformance.plugin",  # async tests without pytest-asyncio; the capabilities summary
         f"--junitxml={report}", "-q", "-rfEs",
     ]  # fmt: skip
     if args.keyword:
