@@ -23,7 +23,7 @@ class Declined(Exception):
 # -- activities ---------------------------------------------------------------------------------------------
 
 
-@Stent.durable(retry_policy=QUICK_RETRY)
+@Stent.durable(retry_policy=QUICK_RETRY, timeout="10s")
 async def reserve(order: str) -> str:
     await asyncio.sleep(0.2)  # work that takes a moment, so other workers act meanwhile
     return f"reserved:{order}"
