@@ -36,6 +36,7 @@ from stent.testing.sim.loop import FOREVER, NODE, SimLoop, node_context
 from stent.testing.sim.notifier import SimBus, SimNotifier
 from stent.testing.sim.scenario import Dispatch, Script, Signal, SimControl
 from stent.testing.sim.storage import SimStorage
+from stent.worker.machine import LifecycleState
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 # Leases are extended at least this long before they expire when the compressor lets time jump.
@@ -111,6 +112,7 @@ class Simulation:
         self.loop.before_step = self._before_step
         if config.compress_idle:
             self.loop.compressor = self._compress_until
+        self.executors: list[Stent] = []
         self.client: Stent | None = None
         self.control: SimControl | None = None
         self._done = asyncio.Event()
@@ -188,6 +190,7 @@ class Simulation:
             rng=random.Random(f"{self.config.seed}:rng:{node}"),
             **self.config.executor_options,
         )
+        self.executors.append(executor)
         task = self.loop.create_task(self._serve(executor, node, slot.options), context=node_context(node))
         self.idle_tasks.add(task)
         slot.task = task
@@ -330,11 +333,16 @@ class Simulation:
                 if not t.done() and t is not me
             ]
             if not pending:
-                return
+                break
             for task in pending:
                 _close_unstarted_arguments(task)
                 task.cancel()
             await asyncio.wait(pending, timeout=600.0)
+        # A worker cancelled before its loop began never marked itself stopped; nothing of it runs any more.
+        for executor in self.executors:
+            for lifecycle in executor._lifecycles.values():
+                if lifecycle.state is not LifecycleState.STOPPED:
+                    lifecycle._set_state(LifecycleState.STOPPED)
 
 
 def _close_unstarted_arguments(task: asyncio.Task[Any]) -> None:
