@@ -270,13 +270,13 @@ def _sandbox(sim: Simulation) -> Iterator[None]:
     seed = sim.config.seed
     ids = random.Random(f"{seed}:ids")
     saved_uuid4 = uuid.uuid4
-    saved_random = random.getstate()
+    saved_random = random.getstate()  # noqa: STENT-CLOCK (seeds the user's module-level random, then restores it)
     saved_current = Stent._current
     logger = logging.getLogger("stent")
     saved_level, saved_propagate = logger.level, logger.propagate
     handler = _TraceLogHandler(sim)
     uuid.uuid4 = lambda: uuid.UUID(int=ids.getrandbits(128), version=4)
-    random.seed(f"{seed}:global")
+    random.seed(f"{seed}:global")  # noqa: STENT-CLOCK (user code calling random.random() repeats by seed)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -292,7 +292,7 @@ def _sandbox(sim: Simulation) -> Iterator[None]:
         logger.setLevel(saved_level)
         logger.propagate = saved_propagate
         Stent._current = saved_current
-        random.setstate(saved_random)
+        random.setstate(saved_random)  # noqa: STENT-CLOCK (puts the user's module-level random back)
         uuid.uuid4 = saved_uuid4
 
 
