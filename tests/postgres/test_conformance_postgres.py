@@ -1,4 +1,8 @@
-"""The storage conformance suite against PostgreSQL: a schema per storage, peers on pools of their own."""
+"""The storage conformance suite against PostgreSQL: a schema per storage, peers on pools of their own.
+
+A second class runs the parts whose statements send NOTIFY on storages made with ``notify=true``, and the
+``transactional_notifications`` capability's own tests with a LISTEN/NOTIFY notifier on the storage's channel.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from stent.clocks import FakeClock
-from stent.ports import Storage
-from stent.testing.conformance import StorageConformance
-from stent_postgres import PostgresStorage
+from stent.ports import Notifier, Storage
+from stent.testing.conformance import (
+    CancellationConformance,
+    FinishConformance,
+    SignalConformance,
+    StorageConformance,
+    SuspensionConformance,
+    TransactionalNotificationConformance,
+)
+from stent_postgres import PostgresNotifier, PostgresStorage
 
 
 @pytest.fixture
@@ -39,5 +50,38 @@ async def make_peer_storage(pg_url: str) -> AsyncIterator[Callable[[Storage], Aw
         await other.close()
 
 
+@pytest.fixture
+async def make_storage_listener(pg_url: str) -> AsyncIterator[Callable[[Storage], Awaitable[Notifier]]]:
+    listeners: list[PostgresNotifier] = []
+
+    async def listen(storage: Storage) -> Notifier:
+        assert isinstance(storage, PostgresStorage)
+        notifier = PostgresNotifier(pg_url, schema=storage.settings.schema)
+        listeners.append(notifier)
+        await notifier.connect()
+        return notifier
+
+    yield listen
+    for notifier in listeners:
+        await notifier.close()
+
+
 class TestPostgresConformance(StorageConformance):
     pass
+
+
+class TestPostgresNotifyingConformance(
+    TransactionalNotificationConformance,
+    FinishConformance,
+    SuspensionConformance,
+    SignalConformance,
+    CancellationConformance,
+):
+    @pytest.fixture
+    async def make_storage(
+        self, open_storage: Callable[..., Awaitable[PostgresStorage]]
+    ) -> Callable[[FakeClock], Awaitable[Storage]]:
+        async def make(clock: FakeClock) -> Storage:
+            return await open_storage(notify=True)
+
+        return make

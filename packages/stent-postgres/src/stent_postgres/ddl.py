@@ -78,9 +78,16 @@ _TABLES = (
     "CREATE INDEX tasks_queue_depth ON {s}.tasks (queue) WHERE state = 'pending' AND kind = 'call'",
     # send_signal finds the oldest pending signal step of a name.
     "CREATE INDEX tasks_signal_wait ON {s}.tasks (execution_id, function, seq) WHERE kind = 'signal' AND state = 'pending'",
-    # One row per function that has ever had a max_concurrent: claimers lock these rows (in name order) before
-    # counting a limited function's running tasks, which serializes exactly the claims that could exceed it.
-    """CREATE TABLE {s}.limited_functions (function text COLLATE "C" PRIMARY KEY)""",
+    # One row per function that has ever had a max_concurrent: claimers take an advisory lock per such function
+    # (in name order) before counting its running tasks, which serializes exactly the claims that could exceed
+    # its limit, and only those.
+    # ``max_concurrent`` is the greatest limit any of its tasks had: a function with at least that many running
+    # tasks cannot start another, which a claim sees without taking the lock (and so idle pollers of a
+    # saturated function never queue behind one another).
+    """CREATE TABLE {s}.limited_functions (
+        function text COLLATE "C" PRIMARY KEY,
+        max_concurrent integer NOT NULL
+    )""",
     """CREATE TABLE {s}.signals (
         signal_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         execution_id text COLLATE "C" NOT NULL,
@@ -140,9 +147,8 @@ _CLAIM = r"""CREATE FUNCTION {s}.claim_tasks(
         p_now timestamptz, p_lease_until timestamptz)
     RETURNS SETOF {s}.tasks
     LANGUAGE plpgsql VOLATILE
-    -- A generic plan (which plpgsql switches to after five calls) cannot see which filters are null or how
-    -- many tasks are due, and was measured several times slower; planning each call costs far less.
-    SET plan_cache_mode = force_custom_plan
+    -- Its statements' plans are cached per connection (the generic plans plpgsql settles on after five calls
+    -- walk the same partial indexes, and were measured faster than planning every call).
     AS $claim$
 DECLARE
     v_locked text[];
@@ -151,42 +157,33 @@ DECLARE
     v_seen integer;
     v_need integer;
     v_chunk integer;
+    v_function text;
 BEGIN
-    -- Locked in name order, so two claimers never wait for each other in a cycle.
-    SELECT coalesce(array_agg(l.function), '{}') INTO v_locked FROM (
-        SELECT function FROM {s}.limited_functions WHERE function = ANY(p_functions)
-        ORDER BY function FOR UPDATE) AS l;
+    -- Transaction-scoped advisory locks (held in memory, unlike row locks, which write the row), one per
+    -- limited function, keyed by schema and name and taken in name order, so two claimers never wait for
+    -- each other in a cycle.
+    SELECT coalesce(array_agg(l.function ORDER BY l.function), '{}') INTO v_locked
+    FROM {s}.limited_functions AS l
+    WHERE l.function = ANY(p_functions)
+      AND (SELECT count(*) FROM {s}.tasks AS r WHERE r.function = l.function AND r.state = 'running'
+           AND r.max_concurrent IS NOT NULL) < l.max_concurrent;
+    FOREACH v_function IN ARRAY v_locked LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended('stent.claim:' || {schema_literal} || ':' || v_function, 0));
+    END LOOP;
     LOOP
         v_need := p_limit - cardinality(v_taken);
         EXIT WHEN v_need <= 0;
-        -- Some slack, so a few candidates skipped for max_concurrent rarely cost a second search.
+        -- Some slack, so a few candidates skipped for max_concurrent rarely cost a second search.  Each kind of
+        -- runnable task is searched on its own, in claim order along its own partial index, so a search stops
+        -- after a chunk however long the backlog (one search over all three would sort every due task).
         v_chunk := v_need + least(v_need, 32) + 8;
         WITH running AS (
             SELECT function, count(*) AS n FROM {s}.tasks
-            WHERE state = 'running' AND max_concurrent IS NOT NULL AND function = ANY(v_locked)
+            WHERE state = 'running' AND max_concurrent IS NOT NULL AND function = ANY(p_functions)
             GROUP BY function
+        ), @ARMS@
         ), candidates AS (
-            SELECT t.task_id, t.function, t.state, t.max_concurrent, t.priority, t.created_at,
-                   CASE WHEN t.state = 'suspended' THEN t.wake_at ELSE t.scheduled_for END AS ready,
-                   coalesce(r.n, 0) AS n
-            FROM {s}.tasks AS t LEFT JOIN running AS r ON r.function = t.function
-            WHERE t.kind = 'call'
-              AND t.function = ANY(p_functions)
-              AND (p_queues IS NULL OR t.queue = ANY(p_queues))
-              AND (p_tags IS NULL OR cardinality(t.tags) = 0 OR t.tags && p_tags)
-              AND ((t.state = 'pending' AND t.scheduled_for <= p_now)
-                   OR (t.state = 'suspended' AND t.wake_at <= p_now)
-                   OR (t.state IN ('running', 'waiting') AND t.lease_expires_at <= p_now))
-              -- A limited task is a candidate only when its function's row is locked (a function first seen
-              -- after the lock waits for the next claim) and the function is below its limit; a reclaimed
-              -- running task already holds one of its slots.
-              AND (t.max_concurrent IS NULL
-                   OR (t.function = ANY(v_locked)
-                       AND coalesce(r.n, 0) - (t.state = 'running')::integer < t.max_concurrent))
-              AND t.task_id <> ALL(v_taken)
-            ORDER BY t.priority DESC, ready, t.created_at, t.task_id
-            LIMIT v_chunk
-            FOR UPDATE OF t SKIP LOCKED
+            SELECT * FROM pending UNION ALL SELECT * FROM woken UNION ALL SELECT * FROM expired
         ), ranked AS (
             -- k: the function's not-yet-running candidates up to this one, i.e. the slots taken before it
             -- (plus itself, for one that is not running).
@@ -202,7 +199,8 @@ BEGIN
             ORDER BY priority DESC, ready, created_at, task_id
             LIMIT v_need
         )
-        SELECT (SELECT count(*) FROM candidates),
+        SELECT greatest((SELECT count(*) FROM pending), (SELECT count(*) FROM woken),
+                        (SELECT count(*) FROM expired)),
                (SELECT array_agg(task_id ORDER BY priority DESC, ready, created_at, task_id) FROM chosen)
         INTO v_seen, v_ids;
         EXIT WHEN v_ids IS NULL;
@@ -217,13 +215,48 @@ BEGIN
         WHERE state = 'pending' AND execution_id IN (
             SELECT execution_id FROM {s}.tasks WHERE task_id = ANY(v_ids) AND parent_task_id IS NULL);
         v_taken := v_taken || v_ids;
-        EXIT WHEN v_seen < v_chunk;
+        EXIT WHEN v_seen < v_chunk;  -- every kind was seen to its end
     END LOOP;
     RETURN QUERY SELECT t.* FROM {s}.tasks AS t
         JOIN unnest(v_taken) WITH ORDINALITY AS o(task_id, ord) ON o.task_id = t.task_id
         ORDER BY o.ord;
 END
 $claim$"""
+
+
+def _arm(name: str, due: str, ready: str) -> str:
+    """One kind of runnable task, in claim order, locked (skipping rows other claimers hold) up to a chunk.
+
+    A limited task is a candidate only when its function is locked (a function first seen after the locks were
+    taken waits for the next claim) and below its limit.  Reclaiming a running task whose lease expired leaves
+    the count as it is, so that needs no lock: the task holds one of the slots already.
+    """
+    n = "coalesce((SELECT r.n FROM running AS r WHERE r.function = t.function), 0)"
+    return f"""{name} AS (
+            SELECT t.task_id, t.function, t.state, t.max_concurrent, t.priority, t.created_at,
+                   {ready} AS ready, {n} AS n
+            FROM {{s}}.tasks AS t
+            WHERE {due} AND t.kind = 'call'
+              AND t.function = ANY(p_functions)
+              AND (p_queues IS NULL OR t.queue = ANY(p_queues))
+              AND (p_tags IS NULL OR cardinality(t.tags) = 0 OR t.tags && p_tags)
+              AND (t.max_concurrent IS NULL
+                   OR (t.function = ANY(v_locked) AND {n} - (t.state = 'running')::integer < t.max_concurrent)
+                   OR (t.state = 'running' AND {n} - 1 < t.max_concurrent))
+              AND t.task_id <> ALL(v_taken)
+            ORDER BY t.priority DESC, {ready}, t.created_at, t.task_id
+            LIMIT v_chunk
+            FOR UPDATE OF t SKIP LOCKED"""
+
+
+_ARMS = "\n        ), ".join(
+    (
+        _arm("pending", "t.state = 'pending' AND t.scheduled_for <= p_now", "t.scheduled_for"),
+        _arm("woken", "t.state = 'suspended' AND t.wake_at <= p_now", "t.wake_at"),
+        _arm("expired", "t.state IN ('running', 'waiting') AND t.lease_expires_at <= p_now", "t.scheduled_for"),
+    )
+)
+_CLAIM = _CLAIM.replace("@ARMS@", _ARMS)
 
 #: Statements of each schema version, in order.
 V1 = (*_TABLES, _CLAIM)

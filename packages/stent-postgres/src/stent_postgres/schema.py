@@ -106,7 +106,8 @@ async def migrate(conn: asyncpg.Connection, settings: PostgresSettings) -> int:
         pending = [m for m in MIGRATIONS if m.version > version]
         for migration in pending:
             # One round trip per migration: its statements go as one script (simple query protocol).
-            await conn.execute(";\n".join(migration.statements).replace("{s}", schema))
+            script = ";\n".join(migration.statements)
+            await conn.execute(script.replace("{s}", schema).replace("{schema_literal}", f"'{settings.schema}'"))
             await conn.execute(
                 f"INSERT INTO {schema}.schema_version (version, description) VALUES ($1, $2)",
                 migration.version,

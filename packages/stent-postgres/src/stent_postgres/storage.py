@@ -59,13 +59,18 @@ _CREATE_EXECUTION = (
     f" updated_at, deadline) VALUES ($2, $1, $3, $6, 'pending', $15, $15, ${_N + 1}::timestamptz)"
     " ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id),"
     f" t AS (INSERT INTO {{s}}.tasks ({TASK_SELECT}) SELECT {TASK_VALUES} FROM e),"
-    " l AS (INSERT INTO {s}.limited_functions (function) SELECT $3 FROM e WHERE $12::integer IS NOT NULL"
-    " ON CONFLICT (function) DO NOTHING)"
+    " l AS (INSERT INTO {s}.limited_functions AS l (function, max_concurrent) SELECT $3, $12 FROM e"
+    " WHERE $12::integer IS NOT NULL ON CONFLICT (function) DO UPDATE SET max_concurrent = EXCLUDED.max_concurrent"
+    " WHERE l.max_concurrent < EXCLUDED.max_concurrent)"
     f" SELECT e.execution_id, CASE WHEN ${_N + 2}::boolean THEN pg_notify(${_N + 3}::text,"
     " json_build_object('k', 'work', 'q', $6::text)::text) END FROM e"
 )
+# A function's row keeps the greatest max_concurrent its tasks had ($1 functions, $2 their greatest limits).
 _INSERT_LIMITED = (
-    "INSERT INTO {s}.limited_functions (function) SELECT unnest($1::text[]) ON CONFLICT (function) DO NOTHING"
+    "INSERT INTO {s}.limited_functions AS l (function, max_concurrent)"
+    " SELECT * FROM unnest($1::text[], $2::integer[])"
+    " ON CONFLICT (function) DO UPDATE SET max_concurrent = EXCLUDED.max_concurrent"
+    " WHERE l.max_concurrent < EXCLUDED.max_concurrent"
 )
 # The parent, locked, with its execution's state: shared lock for ordinary steps (a cancellation waits for the
 # steps to land, and then cancels them), exclusive when a signal step may consume a buffered signal (so that
@@ -203,9 +208,13 @@ class PostgresStorage(FinishingMixin, OperationsMixin, HousekeepingMixin, ReadsM
                     out = [consumed.get(t.task_id, t) for t in out]
                     created = [consumed.get(t.task_id, t) for t in created]
                 await conn.execute(self._sql(TASK_INSERT_MANY), *task_arrays(created))
-                limited = sorted({t.function for t in created if t.max_concurrent is not None})
-                if limited:
-                    await conn.execute(self._sql(_INSERT_LIMITED), limited)
+                limits: dict[str, int] = {}
+                for t in created:
+                    if t.max_concurrent is not None:
+                        limits[t.function] = max(t.max_concurrent, limits.get(t.function, t.max_concurrent))
+                if limits:
+                    functions = sorted(limits)
+                    await conn.execute(self._sql(_INSERT_LIMITED), functions, [limits[f] for f in functions])
             if any(not t.state.terminal for t in out) and owner.state is TaskState.RUNNING:
                 await conn.execute(
                     self._sql("UPDATE {s}.tasks SET state = 'waiting', updated_at = $2 WHERE task_id = $1"),
