@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     mix = FaultMix.parse(args.faults)
     failed = []
     for seed in _seeds(args):
-        result = scenario.run(seed=seed, faults=mix, **overrides)
+        result = scenario.run(seed=seed, faults=mix, quiet=True, **overrides)
         if args.trace:
             print("\n".join(result.trace))
         if not result.ok:

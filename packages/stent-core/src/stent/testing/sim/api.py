@@ -59,6 +59,7 @@ def simulate(
     compress_idle: bool = True,
     max_steps: int = 2_000_000,
     check: bool = False,
+    quiet: bool = False,
     scenario: Scenario | None = None,
     reproduce: str | None = None,
 ) -> SimResult:
@@ -70,7 +71,8 @@ def simulate(
     ``workers`` is a count, or one mapping of ``serve()`` options per worker (over ``serve_options``).
     ``signals`` are sent at their times; ``script(control)`` may dispatch, signal and sleep as it likes.
     The run stops early after 20 violations, or after ``max_steps`` loop steps (reported as a livelock).
-    With ``check=True`` a broken invariant raises :class:`SimulationFailed` (with the reproduction command).
+    With ``check=True`` a broken invariant raises :class:`SimulationFailed` (with the reproduction command);
+    otherwise a failing run prints its report (seed, options, command, violations) to stderr unless ``quiet``.
     """
     mix = FaultMix.parse(faults)
     total = parse_duration(duration, name="duration")
@@ -119,7 +121,12 @@ def simulate(
             " then, so a task may run on two workers and a finished one start again"
         )
     result = _with(result, settings=settings, reproduce=command)
-    return result.check() if check else result
+    if check:
+        return result.check()
+    if not result.ok and not quiet:
+        # Say which seed failed and how to repeat it even if the caller only asserts ``result.ok``.
+        print(result.report(trace_lines=0), file=sys.stderr)
+    return result
 
 
 def _worker_options(

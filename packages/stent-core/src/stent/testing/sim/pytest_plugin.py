@@ -58,7 +58,7 @@ class SimFixture:
         """``simulate()`` with this test's reproduction command; fails the test on a broken invariant."""
         if self.forced_seed is not None:
             seed = self.forced_seed
-        result = simulate(dispatches, seed=seed, reproduce=self._command(seed), **options)
+        result = simulate(dispatches, seed=seed, reproduce=self._command(seed), quiet=check, **options)
         self.results.append(result)
         if check and not result.ok:
             raise SimulationFailed(result)

@@ -192,7 +192,8 @@ class SimResult:
         return self.outcomes[index_or_id]
 
     def report(self, *, trace_lines: int = 40) -> str:
-        """A readable summary: verdict, seed, options, reproduction command, violations and the trace's end."""
+        """A readable summary: verdict, seed, options, reproduction command, violations, and the trace lines
+        that led to the first violation."""
         verdict = "passed" if self.ok else f"FAILED: {len(self.violations)} invariant violation(s)"
         lines = [f"stent simulation {verdict}", f"  seed: {self.seed}", f"  faults: {self.faults.spec()}"]
         lines += [f"  {key}: {value}" for key, value in self.settings.items()]
@@ -201,6 +202,11 @@ class SimResult:
         if len(self.violations) > 20:
             lines.append(f"  ... and {len(self.violations) - 20} more")
         if not self.ok and trace_lines:
-            lines.append(f"  last {min(trace_lines, len(self.trace))} of {len(self.trace)} trace lines:")
-            lines += [f"    {line}" for line in self.trace[-trace_lines:]]
+            # The lines leading up to the first violation, where the story of the bug is.
+            first = next((i for i, line in enumerate(self.trace) if " VIOLATION " in line), len(self.trace) - 1)
+            start = max(0, first + 1 - trace_lines)
+            lines.append(
+                f"  trace lines {start + 1}-{first + 1} of {len(self.trace)} (result.trace has them all):"
+            )
+            lines += [f"    {line}" for line in self.trace[start : first + 1]]
         return "\n".join(lines)
