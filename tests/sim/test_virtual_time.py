@@ -111,3 +111,10 @@ def test_waiting_for_nothing_is_reported_as_stuck() -> None:
         raise AssertionError("the loop should have reported that nothing can run")
     finally:
         loop.close()
+
+
+async def test_simulate_works_when_called_from_async_code() -> None:
+    """Called inside a running event loop (an async test), the simulation runs on a loop of its own."""
+    result = MONTH.run(seed=3)
+    assert result.ok and result.outcome(0).value.endswith("done")
+    assert asyncio.get_running_loop() is not None

@@ -26,10 +26,11 @@ from typing import Any
 
 import attrs
 
+from stent.durations import parse_duration
 from stent.errors import StentError
 from stent.executor import Stent
 from stent.memory import MemoryStorage
-from stent.testing.sim.clock import SimClock
+from stent.testing.sim.clock import EPOCH, SimClock
 from stent.testing.sim.faults import FaultInjector, FaultMix
 from stent.testing.sim.invariants import InvariantChecker
 from stent.testing.sim.loop import FOREVER, NODE, SimLoop, node_context
@@ -360,12 +361,8 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 
 def _since_epoch(moment: datetime) -> float:
-    from stent.testing.sim.clock import EPOCH
-
     return (moment - EPOCH).total_seconds()
 
 
 def _seconds(value: Any) -> float:
-    from stent.durations import parse_duration
-
     return parse_duration(value, name="lease_duration")

@@ -15,7 +15,6 @@ Every process (each worker incarnation, and the client) gets its own :class:`Sim
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -148,11 +147,3 @@ def _describe(method: str, args: Sequence[Any], result: Any) -> str:
     if isinstance(result, list):
         return f"{head} -> {len(result)}"
     return f"{head} -> {result!r}"
-
-
-def digest_line(node: str, time: float, summary: str) -> bytes:
-    return f"{time:.6f}|{node}|{summary}\n".encode()
-
-
-def new_digest() -> Any:
-    return hashlib.sha256()
