@@ -78,10 +78,13 @@ class SuiteTally:
         broken = sum(self.groups.get(g, Counter())[o] for g in judged for o in ("failed", "error"))
         if broken:
             return f"does not conform ({broken} failed)"
-        skipped = self.groups.get(REQUIRED, Counter())["skipped"]
-        if skipped:
-            return f"incomplete ({skipped} required tests skipped)"
-        return "conforms"
+        required = self.groups.get(REQUIRED, Counter())
+        if required["skipped"]:
+            return f"incomplete ({required['skipped']} required tests skipped)"
+        if not required["passed"] + required["xfailed"]:
+            return "incomplete (no required test ran)"
+        gaps = sum(self.groups.get(g, Counter())["xfailed"] for g in judged)
+        return f"conforms, but for {gaps} known gap(s) declared as expected failures" if gaps else "conforms"
 
 
 @attrs.define
