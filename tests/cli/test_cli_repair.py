@@ -145,3 +145,13 @@ def test_signal_bad_input(cli: Cli, seeded: Seeded, args: list[str], code: int, 
     assert run.code == code
     assert message in run.err
     assert "Traceback" not in run.err
+
+
+def test_notifier_option_wakes_workers_and_a_down_notifier_is_only_a_warning(cli: Cli, seeded: Seeded) -> None:
+    """--notifier publishes the change; an unreachable one still lets the command succeed; a bad URL is exit 2."""
+    ok = cli("--storage", seeded.url, "signal", seeded.waiting, "approve", "1", "--notifier", "memory://")
+    assert ok.code == 0, ok.err
+    down = cli("--storage", seeded.url, "cancel", seeded.queued, "--notifier", "redis://127.0.0.1:1")
+    assert down.code == 0, down.err
+    bad = cli("--storage", seeded.url, "dlq", "replay", "--all", "--notifier", "not-a-url")
+    assert bad.code == common.USAGE and "is not a notifier URL" in bad.err

@@ -46,6 +46,7 @@ UNAVAILABLE = 4
 INTERRUPTED = 130
 
 STORAGE_ENV = "STENT_STORAGE_URL"
+NOTIFIER_ENV = "STENT_NOTIFIER_URL"
 
 log = logging.getLogger("stent.cli")
 
@@ -166,19 +167,21 @@ def check_sqlite_exists(url: str, *, hint: str = "create it with `stent init`") 
         )
 
 
-def make_executor(url: str, *, must_exist: bool = True, **options: Any) -> Stent:
+def make_executor(url: str, *, must_exist: bool = True, notifier: str | None = None, **options: Any) -> Stent:
     """A :class:`~stent.executor.Stent` on ``url``; for read commands the SQLite file must already exist."""
     from stent.executor import Stent
 
     if must_exist:
         check_sqlite_exists(url)
-    return Stent(url, **options)
+    return Stent(url, notification_backend=notifier, **options)
 
 
 @contextlib.asynccontextmanager
-async def opened(url: str, *, must_exist: bool = True, **options: Any) -> AsyncIterator[Stent]:
+async def opened(
+    url: str, *, must_exist: bool = True, notifier: str | None = None, **options: Any
+) -> AsyncIterator[Stent]:
     """An executor on ``url`` for the length of a command, closed however the command ends."""
-    executor = make_executor(url, must_exist=must_exist, **options)
+    executor = make_executor(url, must_exist=must_exist, notifier=notifier, **options)
     try:
         yield executor
     finally:
@@ -343,3 +346,20 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
         help=f"storage URL, e.g. sqlite:///app.db (default: ${STORAGE_ENV})",
     )
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts")
+
+
+def add_notifier_option(parser: argparse.ArgumentParser) -> None:
+    """``--notifier URL``: tell workers at once about what the command changed, instead of at their next poll."""
+    parser.add_argument(
+        "--notifier",
+        default=argparse.SUPPRESS,
+        help=f"notifier URL to wake workers at once, e.g. redis://localhost:6379 (default: ${NOTIFIER_ENV})",
+    )
+
+
+def notifier_url(args: argparse.Namespace) -> str | None:
+    """The notifier URL from ``--notifier`` or ``STENT_NOTIFIER_URL``; None means workers learn by polling."""
+    url = getattr(args, "notifier", None) or os.environ.get(NOTIFIER_ENV)
+    if url:
+        parse_scheme(url, "notifier")
+    return url or None

@@ -40,6 +40,7 @@ def register(commands: Any) -> None:
     p.add_argument("--all", action="store_true", help="replay every dead letter (with --function: of it only)")
     p.add_argument("--function", help="with --all: only dead letters of this durable function")
     p.add_argument("--queue", help="run the replayed tasks on this queue instead of their own")
+    common.add_notifier_option(p)
     p.set_defaults(handler=run_dlq_replay)
 
     p = actions.add_parser("discard", help="forget dead letters (their executions stay failed)")
@@ -50,6 +51,7 @@ def register(commands: Any) -> None:
     p = commands.add_parser("cancel", help="cancel an execution (running code gets CancelledError)")
     common.add_output_options(p)
     p.add_argument("execution_id", metavar="ID")
+    common.add_notifier_option(p)
     p.set_defaults(handler=run_cancel)
 
     p = commands.add_parser("signal", help="send a signal to an execution; PAYLOAD is JSON ('-' reads stdin)")
@@ -57,6 +59,7 @@ def register(commands: Any) -> None:
     p.add_argument("execution_id", metavar="ID")
     p.add_argument("name", metavar="NAME")
     p.add_argument("payload", metavar="PAYLOAD", nargs="?", help="a JSON value, e.g. '{\"approved\": true}'")
+    common.add_notifier_option(p)
     p.set_defaults(handler=run_signal)
 
 
@@ -175,7 +178,7 @@ def run_dlq_replay(args: argparse.Namespace) -> int:
 
 
 async def _dlq_replay(args: argparse.Namespace) -> int:
-    async with common.opened(common.storage_url(args, "dlq")) as executor:
+    async with common.opened(common.storage_url(args, "dlq"), notifier=common.notifier_url(args)) as executor:
         if args.all:
             ids = [
                 d.task_id
@@ -227,7 +230,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 async def _cancel(args: argparse.Namespace) -> int:
-    async with common.opened(common.storage_url(args, "cancel")) as executor:
+    async with common.opened(common.storage_url(args, "cancel"), notifier=common.notifier_url(args)) as executor:
         try:
             changed = await executor.cancel(args.execution_id)
         except ExecutionNotFound:
@@ -277,7 +280,7 @@ async def _signal(args: argparse.Namespace) -> int:
     payload = parse_payload(args.payload)
     if not args.name.strip():
         raise CommandError("the signal name is empty", common.USAGE)
-    async with common.opened(common.storage_url(args, "signal")) as executor:
+    async with common.opened(common.storage_url(args, "signal"), notifier=common.notifier_url(args)) as executor:
         try:
             await executor.send_signal(args.execution_id, args.name, payload)
         except ExecutionNotFound:
