@@ -20,6 +20,8 @@ MODULE = '''
     import pytest
 
     from stent.memory import MemoryStorage
+    from stent.memory.notifier import MemoryNotifier
+    from stent.ports import Notification
     from stent.testing.conformance import StorageConformance
 
 
@@ -86,6 +88,70 @@ MODULE = '''
         @pytest.fixture
         def make_storage(self):
             return factory("teleportation")
+
+
+    class Announcing(MemoryStorage):
+        """Announces its changes on a memory notifier once they are made."""
+
+        capabilities = frozenset({"transactional_notifications"})
+        early = False
+
+        def __init__(self):
+            super().__init__()
+            self.bus = MemoryNotifier()
+
+        async def create_execution(self, new, now):
+            execution, created = await super().create_execution(new, now)
+            if created:
+                await self.bus.publish([Notification("work", queue=new.root.queue)])
+            return execution, created
+
+        async def complete_task(self, fence, result, now, update=None):
+            if self.early:  # before the write is checked, as a notifier outside the transaction might
+                await self.announce(fence.task_id)
+            task = await super().complete_task(fence, result, now, update)
+            if not self.early:
+                await self.announce(fence.task_id)
+            return task
+
+        async def announce(self, task_id):
+            task = await self.get_task(task_id)
+            await self.bus.publish([Notification("finished", task_id=task_id, execution_id=task.execution_id)])
+
+
+    class AnnouncingTooEarly(Announcing):
+        early = True
+
+
+    async def listen(storage):
+        return storage.bus
+
+
+    class TestAnnouncesWhatItCommits(StorageConformance):
+        @pytest.fixture
+        def make_storage(self):
+            return factory_of(Announcing)
+
+        @pytest.fixture
+        def make_storage_listener(self):
+            return listen
+
+
+    class TestAnnouncesWhatItRejects(StorageConformance):
+        @pytest.fixture
+        def make_storage(self):
+            return factory_of(AnnouncingTooEarly)
+
+        @pytest.fixture
+        def make_storage_listener(self):
+            return listen
+
+
+    def factory_of(kind):
+        async def make(clock):
+            return kind()
+
+        return make
 '''
 
 # Every capability's tests, and one required test per class (so that each verdict has something to judge).
@@ -146,6 +212,18 @@ def test_a_declared_capability_without_its_fixture_fails_naming_the_fixture(run:
     assert sorted(mine.values()) == ["error"] * 4 + ["passed"] + ["skipped"] * 5
     assert "declares 'shared', which the suite tests through a make_peer_storage fixture" in run.output
     assert "shared: 4 error" in run.block("TestDeclaresSharedWithoutAPeer")
+
+
+def test_announcements_are_tested_for_what_was_committed_and_only_that(run: Run) -> None:
+    """A store that announces its committed changes passes transactional_notifications; one that announces a
+    completion before checking its token fails the test of rejected writes, and only that one."""
+    assert "transactional_notifications: 3 passed" in run.block("TestAnnouncesWhatItCommits")
+    early = {n.split("::")[1]: o for n, o in run.outcomes.items() if n.startswith("TestAnnouncesWhatItRejects::")}
+    assert early["test_a_rejected_write_announces_nothing"] == "failed"
+    assert (
+        early["test_a_finished_task_is_announced"] == early["test_new_work_is_announced_on_its_queue"] == "passed"
+    )
+    assert "a refused completion was announced" in run.output
 
 
 def test_a_capability_unknown_to_the_suite_is_reported_untested(run: Run) -> None:
