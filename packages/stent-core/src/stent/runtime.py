@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -19,6 +20,21 @@ from stent.model import TaskRecord
 from stent.ports import Clock, Notification, Notifier, Storage
 
 log = logging.getLogger("stent.runtime")
+
+# Notifiers that already warned about being unreachable: several executors of one process may share one
+# notifier, and the outage deserves one warning, not one per executor.
+_warned: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def _first_warning_for(notifier: object) -> bool:
+    try:
+        if notifier in _warned:
+            return False
+        _warned.add(notifier)
+    except TypeError:  # not weak-referenceable: warn every time rather than never
+        pass
+    return True
+
 
 _METRIC_NAMES = ("task_claimed", "task_completed", "task_failed", "dead_lettered", "lease_renewed")
 
@@ -92,7 +108,10 @@ class Runtime:
             try:
                 await self.notifier.connect()
             except Exception as exc:
-                log.warning("notifier could not connect (%s); polling until it can", exc)
+                if _first_warning_for(self.notifier):
+                    log.warning("notifier could not connect (%s); polling until it can", exc)
+                else:
+                    log.debug("notifier could not connect (%s); polling until it can", exc)
                 self._reconnect = asyncio.ensure_future(self._connect_later())
                 return
             self._subscribe()

@@ -28,10 +28,9 @@ from nats.errors import AuthorizationError, NoServersError
 
 from stent.clocks import SystemClock
 from stent.errors import ConfigurationError, StorageUnavailable
+from stent.notifier_kit import Backoff, OutageLog, decode_notification, describe_error, encode_notification
 from stent.ports import Notification, NotificationListener
-from stent_nats.reconnect import Backoff, OutageLog, describe
 from stent_nats.settings import NatsSettings
-from stent_nats.wire import decode, encode
 
 log = logging.getLogger("stent_nats")
 
@@ -60,7 +59,7 @@ class NatsNotifier:
         # Set when a client closes, so a flush in flight stops waiting for a reply that cannot come.
         self._closed: weakref.WeakKeyDictionary[Client, asyncio.Event] = weakref.WeakKeyDictionary()
         self._connect_lock = asyncio.Lock()
-        self._outage = OutageLog(settings.address)
+        self._outage = OutageLog("NATS", settings.address, log)
         # The real clock, bound at import: a worker may replace asyncio.sleep inside durable functions.
         self._clock = SystemClock()
         self._check_options()
@@ -118,7 +117,7 @@ class NatsNotifier:
             )
         try:
             for note in notifications:
-                await client.publish(self.settings.subject(note.kind), encode(note))
+                await client.publish(self.settings.subject(note.kind), encode_notification(note))
             await self._flush(client, COMMAND_TIMEOUT)
         except Exception as exc:
             # A flush that times out means a connection nobody answers on: replace it rather than let every
@@ -128,7 +127,7 @@ class NatsNotifier:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
             raise StorageUnavailable(
-                f"could not publish to NATS at {self.settings.address}: {describe(exc)}"
+                f"could not publish to NATS at {self.settings.address}: {describe_error(exc)}"
             ) from exc
 
     def subscribe(self, listener: NotificationListener) -> Callable[[], None]:
@@ -179,7 +178,7 @@ class NatsNotifier:
                 context.load_cert_chain(settings.tls_cert, settings.tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigurationError(
-                f"the TLS files of the NATS notifier for {settings.address} cannot be read: {describe(exc)}; check"
+                f"the TLS files of the NATS notifier for {settings.address} cannot be read: {describe_error(exc)}; check"
                 " tls_ca, tls_cert and tls_key"
             ) from exc
         return context
@@ -208,7 +207,7 @@ class NatsNotifier:
         client = Client()
 
         async def on_error(error: Exception) -> None:
-            log.debug("NATS client error from %s: %s", self.settings.address, describe(error))
+            log.debug("NATS client error from %s: %s", self.settings.address, describe_error(error))
 
         closed = self._closed[client] = asyncio.Event()
 
@@ -284,7 +283,7 @@ class NatsNotifier:
                 break
 
     async def _on_message(self, message: Msg) -> None:
-        note = decode(message.data)
+        note = decode_notification(message.data, log)
         if note is None:
             return
         for listener in list(self._listeners):
@@ -303,7 +302,7 @@ class NatsNotifier:
             )
         if isinstance(exc, AuthorizationError) or "authorization" in str(exc).lower():
             return StorageUnavailable(
-                f"NATS at {address} rejected the notifier's credentials ({describe(exc)}); check the user and"
+                f"NATS at {address} rejected the notifier's credentials ({describe_error(exc)}); check the user and"
                 " password or token in the URL, or the creds / nkey file"
             )
         if isinstance(exc, TimeoutError):
@@ -312,7 +311,7 @@ class NatsNotifier:
                 " or raise connect_timeout (e.g. ?connect_timeout=5)"
             )
         return StorageUnavailable(
-            f"cannot reach NATS at {address} for notifications ({describe(exc)}); check that NATS runs there,"
+            f"cannot reach NATS at {address} for notifications ({describe_error(exc)}); check that NATS runs there,"
             " the URL's host and port, and ?tls=true if the server requires TLS"
         )
 

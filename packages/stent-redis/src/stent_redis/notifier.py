@@ -27,10 +27,9 @@ from redis.exceptions import TimeoutError as RedisTimeout
 
 from stent.clocks import SystemClock
 from stent.errors import ConfigurationError, StorageUnavailable
+from stent.notifier_kit import Backoff, OutageLog, decode_notification, describe_error, encode_notification
 from stent.ports import Notification, NotificationListener
-from stent_redis.reconnect import Backoff, OutageLog, describe
 from stent_redis.settings import RedisSettings
-from stent_redis.wire import decode, encode
 
 log = logging.getLogger("stent_redis")
 
@@ -51,7 +50,7 @@ class RedisNotifier:
         self._reader: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
         self._publish_lock = asyncio.Lock()
-        self._outage = OutageLog(settings.address)
+        self._outage = OutageLog("Redis", settings.address, log)
         self._publish_backoff = Backoff()
         self._publish_paused_until = 0.0
         # The real clock, bound at import: a worker may replace asyncio.sleep inside durable functions.
@@ -119,7 +118,7 @@ class RedisNotifier:
                 f"Redis at {self.settings.address} was unreachable a moment ago; not publishing until the next"
                 " reconnection attempt"
             )
-        payloads = [encode(note) for note in notifications]
+        payloads = [encode_notification(note) for note in notifications]
         # One publishing connection per notifier: concurrent batches queue here instead of opening more.
         async with self._publish_lock:
             try:
@@ -131,7 +130,7 @@ class RedisNotifier:
                 self._publish_paused_until = self._clock.monotonic() + self._publish_backoff.next_delay()
                 self._outage.lost("publishing", exc)
                 raise StorageUnavailable(
-                    f"could not publish to Redis at {self.settings.address}: {describe(exc)}"
+                    f"could not publish to Redis at {self.settings.address}: {describe_error(exc)}"
                 ) from exc
         self._publish_backoff.reset()
         self._outage.restored("publishing")
@@ -229,7 +228,7 @@ class RedisNotifier:
                 await _discard(pubsub)
 
     def _deliver(self, data: bytes) -> None:
-        note = decode(data)
+        note = decode_notification(data, log)
         if note is None:
             return
         for listener in list(self._listeners):
@@ -245,7 +244,7 @@ class RedisNotifier:
             isinstance(exc, ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
         ):
             return StorageUnavailable(
-                f"Redis at {address} rejected the notifier's credentials ({describe(exc)}); check the user and"
+                f"Redis at {address} rejected the notifier's credentials ({describe_error(exc)}); check the user and"
                 " password in the URL (redis://user:password@host:port)"
             )
         if isinstance(exc, TimeoutError | RedisTimeout):
@@ -254,7 +253,7 @@ class RedisNotifier:
                 " or raise connect_timeout (e.g. ?connect_timeout=5)"
             )
         return StorageUnavailable(
-            f"cannot reach Redis at {address} for notifications ({describe(exc)}); check that Redis runs there"
+            f"cannot reach Redis at {address} for notifications ({describe_error(exc)}); check that Redis runs there"
             " and that the URL's host, port and scheme (rediss:// for TLS) are right"
         )
 
