@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import pytest
-
 from stent import plugins
 from stent.clocks import FakeClock
 from stent.ports import Storage
+from stent.testing.async_support import async_fixture
 from stent.testing.conformance import StorageConformance
 
 StorageFactory = Callable[[FakeClock], Awaitable[Storage]]
 
 
-@pytest.fixture
+@async_fixture  # pytest.fixture, which pytest-asyncio also runs in its strict mode
 async def make_storage(tmp_path: Path) -> AsyncIterator[StorageFactory]:
     """A fresh store per call: a new log file in the test's temporary directory."""
     made: list[Storage] = []
@@ -31,7 +30,7 @@ async def make_storage(tmp_path: Path) -> AsyncIterator[StorageFactory]:
         await storage.close()
 
 
-@pytest.fixture
+@async_fixture
 async def reopen_storage() -> AsyncIterator[Callable[[Storage], Awaitable[Storage]]]:
     """The store of a closed storage, opened again from its file (for the `durable` capability's tests)."""
     opened: list[Storage] = []
