@@ -35,7 +35,7 @@ def test_fault_mix_text_reads_back_to_the_same_mix(text: str) -> None:
 
 def test_unknown_fault_kind_is_refused_with_the_known_ones() -> None:
     """A misspelt fault kind names the kinds there are."""
-    with pytest.raises(ValueError, match="crash, pause, storage, notify, skew, user"):
+    with pytest.raises(ValueError, match="crash, pause, restart, storage, notify, skew, user"):
         FaultMix.parse("crashes")
 
 

@@ -18,8 +18,8 @@ from stent.model import Fence, TaskRecord
 from stent.result import Error
 from stent.testing.sim import InjectedFault, SimResult
 
-MIXES = ["none", "crash", "pause", "storage", "notify,skew", "user", "all"]
-SEEDS_PER_MIX = 50
+MIXES = ["none", "crash", "pause", "restart", "storage", "notify,skew", "user", "all"]
+SEEDS_PER_MIX = 40
 
 
 def _answers_are_right(result: SimResult) -> list[str]:
@@ -45,7 +45,7 @@ def test_example_workflows_keep_every_invariant_under_faults(sim: Any, faults: s
         assert not wrong, f"{wrong}\n{result.report(trace_lines=0)}"
 
 
-@pytest.mark.parametrize("faults", ["crash,pause,storage", "all"])
+@pytest.mark.parametrize("faults", ["crash,pause,restart,storage", "all"])
 def test_cancellation_and_time_limits_keep_every_invariant_under_faults(sim: Any, faults: str) -> None:
     """Cancellations and max_duration racing running work: invariants hold and each execution ends as it may."""
     for result in sim.sweep(seeds=range(12), faults=faults, script=CANCELS.script, **_settings(CANCELS)):

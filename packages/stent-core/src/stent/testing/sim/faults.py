@@ -7,6 +7,9 @@ separated list of fault kinds, each optionally with its rate, such as ``crash,st
              worker process starts in its place later; rate per callback of a worker
 ``pause``    a worker freezes (a long GC, a stopped VM) for longer than its lease, then carries on as if nothing
              happened; rate per callback of a worker
+``restart``  a worker is drained and replaced by a new process, as in a rolling deploy: it stops claiming,
+             suspends what waits, finishes or (after its lease's worth of time) releases what runs; rate per
+             callback of a worker
 ``storage``  a storage call fails with StorageUnavailable, half the time before the operation and half the time
              after it committed, so the caller cannot tell which; rate per storage call of a worker
 ``notify``   a notification to one receiver is lost, duplicated or late; rate per delivery
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 DEFAULT_RATES: dict[str, float] = {
     "crash": 0.0007,
     "pause": 0.0005,
+    "restart": 0.0005,
     "storage": 0.05,
     "notify": 0.3,
     "skew": 5.0,
@@ -46,13 +50,15 @@ class FaultMix:
 
     crash: float = 0.0
     pause: float = 0.0
+    restart: float = 0.0
     storage: float = 0.0
     notify: float = 0.0
     skew: float = 0.0
     user: float = 0.0
-    #: At most this many crashes, and this many pauses, per simulation (so that a run always makes progress).
+    #: At most this many crashes, pauses and restarts per simulation (so that a run always makes progress).
     max_crashes: int = 4
     max_pauses: int = 3
+    max_restarts: int = 3
 
     @classmethod
     def none(cls) -> FaultMix:
@@ -156,17 +162,22 @@ class FaultInjector:
     # -- processes -------------------------------------------------------------------------------------------
 
     def process_fault(self) -> str | None:
-        """``"crash"``, ``"pause"`` or ``None``, decided before one callback of a worker runs."""
+        """``"crash"``, ``"pause"``, ``"restart"`` or ``None``, decided before one callback of a worker runs."""
         mix = self.mix
-        if not (mix.crash or mix.pause) or not self.active:
+        if not (mix.crash or mix.pause or mix.restart) or not self.active:
             return None
         roll = self.rng.random()
-        if roll < mix.crash and self.counts.get("crash", 0) < mix.max_crashes:
-            self._count("crash")
-            return "crash"
-        if mix.crash <= roll < mix.crash + mix.pause and self.counts.get("pause", 0) < mix.max_pauses:
-            self._count("pause")
-            return "pause"
+        for kind, rate, cap in (
+            ("crash", mix.crash, mix.max_crashes),
+            ("pause", mix.pause, mix.max_pauses),
+            ("restart", mix.restart, mix.max_restarts),
+        ):
+            if roll < rate:
+                if self.counts.get(kind, 0) >= cap:
+                    return None
+                self._count(kind)
+                return kind
+            roll -= rate
         return None
 
     def pause_length(self, lease: float) -> float:

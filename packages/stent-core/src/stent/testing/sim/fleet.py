@@ -72,7 +72,7 @@ class WorkerSlot:
     lease: float
     incarnation: int = 0
     node: str = ""
-    task: asyncio.Task[None] | None = None
+    executor: Stent | None = None
 
 
 class Simulation:
@@ -192,20 +192,24 @@ class Simulation:
             **self.config.executor_options,
         )
         self.executors.append(executor)
-        task = self.loop.create_task(self._serve(executor, node, slot.options), context=node_context(node))
+        slot.executor = executor
+        task = self.loop.create_task(self._serve(executor, slot, node), context=node_context(node))
         self.idle_tasks.add(task)
-        slot.task = task
 
-    async def _serve(self, executor: Stent, node: str, options: dict[str, Any]) -> None:
-        self.record(
-            f"START worker {node}"
-            + (f" (clock {self.clocks[node].offset:+.3f}s)" if self.clocks[node].offset else "")
-        )
+    async def _serve(self, executor: Stent, slot: WorkerSlot, node: str) -> None:
+        offset = self.clocks[node].offset
+        self.record(f"START worker {node}" + (f" (clock {offset:+.3f}s)" if offset else ""))
         try:
-            await executor.serve(worker_id=node, **options)
+            await executor.serve(worker_id=node, **slot.options)
         except Exception as exc:
             self.record(f"worker {node} stopped with {type(exc).__name__}: {exc}")
             self.errors.append(exc)
+            return
+        if node not in self.dead and slot.node == node:
+            # Drained for a restart: the new process comes up a moment later, as a deploy would bring it.
+            self.record(f"STOP worker {node} (drained)")
+            delay = self.faults.restart_delay(5.0)
+            self.loop.call_at(self.loop.time() + delay, self._start, slot, context=node_context("sim"))
 
     def _before_step(self, node: str) -> bool:
         if self.loop.steps >= self.config.max_steps and not self._done.is_set():
@@ -226,6 +230,10 @@ class Simulation:
             delay = self.faults.restart_delay(slot.lease)
             self.loop.call_at(self.loop.time() + delay, self._start, slot, context=node_context("sim"))
             return False
+        if fault == "restart" and slot.executor is not None:
+            self.record(f"FAULT restart {node}: drain it, then start a new process")
+            slot.executor.request_worker_drain(timeout=slot.lease)
+            return True
         if fault == "pause":
             length = self.faults.pause_length(slot.lease)
             self.record(f"FAULT pause {node} for {length:.1f}s (its lease is {slot.lease:g}s)")
