@@ -3,10 +3,8 @@ connections killed server-side with pg_terminate_backend."""
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import asyncpg
 import pytest
@@ -54,20 +52,3 @@ def make_unreachable_notifier(closed_port_url: str) -> Callable[[], Notifier]:
 
 class TestPostgresNotifierConformance(NotifierConformance):
     pass
-
-
-# Since core commit c1602f0 clients connect the notifier too, so the suite's two executors with unreachable
-# notifiers log core's warning twice (one per executor) while this test expects one; stent-redis fails it the
-# same way.  Not this adapter's to fix: not strict, so it passes again once core and suite agree.  The base test
-# is wrapped (functools.wraps keeps its fixtures), never marked in place.
-_ONE_WARNING = "test_unreachable_notifier_leaves_stent_polling_with_one_warning"
-_base = getattr(NotifierConformance, _ONE_WARNING)
-
-
-@pytest.mark.xfail(reason="core warns once per executor since c1602f0; the suite expects one", strict=False)
-@functools.wraps(_base)
-async def _one_warning(self: TestPostgresNotifierConformance, *args: Any, **kwargs: Any) -> None:
-    await _base(self, *args, **kwargs)
-
-
-setattr(TestPostgresNotifierConformance, _ONE_WARNING, _one_warning)

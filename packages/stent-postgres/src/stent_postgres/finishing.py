@@ -92,7 +92,9 @@ _SUSPEND_WOKEN = (
 )
 _EXPIRE = (
     "UPDATE {s}.tasks SET state = 'failed', error = $3, finished_at = $4, updated_at = $4"
-    f" WHERE task_id = $1 AND parent_task_id = $2 AND state NOT IN {TERMINAL_TASK} RETURNING {TASK_SELECT}"
+    f" WHERE task_id = $1 AND parent_task_id = $2 AND state NOT IN {TERMINAL_TASK}"
+    " AND EXISTS (SELECT 1 FROM {s}.tasks AS p WHERE p.task_id = $2 AND p.fencing_token = $5"
+    f" AND p.{LEASED}) RETURNING {TASK_SELECT}"
 )
 _LOCK_EXECUTION_OF = (
     "SELECT e.counters, e.custom_state FROM {s}.executions AS e"
@@ -223,14 +225,12 @@ class FinishingMixin(StorageBase):
         check_time(now)
 
         async def expire(conn: asyncpg.Connection) -> TaskRecord:
-            row = await conn.fetchrow(
-                self._sql("SELECT fencing_token, state FROM {s}.tasks WHERE task_id = $1 FOR SHARE"),
-                parent.task_id,
-            )
-            check_fence(parent, row)
-            expired = await conn.fetchrow(self._sql(_EXPIRE), task_id, parent.task_id, error, now)
+            # One statement, the step's row the only one locked (a parent is never locked before its child),
+            # and only while the parent's fence holds.
+            expired = await conn.fetchrow(self._sql(_EXPIRE), task_id, parent.task_id, error, now, parent.token)
             if expired is not None:
                 return task_from_row(expired)
+            check_fence(parent, await self._fence_row(conn, parent))
             step = await conn.fetchrow(
                 self._sql(f"SELECT {TASK_SELECT} FROM {{s}}.tasks WHERE task_id = $1 AND parent_task_id = $2"),
                 task_id,

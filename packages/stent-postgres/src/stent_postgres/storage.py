@@ -72,14 +72,14 @@ _INSERT_LIMITED = (
     " ON CONFLICT (function) DO UPDATE SET max_concurrent = EXCLUDED.max_concurrent"
     " WHERE l.max_concurrent < EXCLUDED.max_concurrent"
 )
-# The parent, locked, with its execution's state: shared lock for ordinary steps (a cancellation waits for the
-# steps to land, and then cancels them), exclusive when a signal step may consume a buffered signal (so that
-# it and send_signal never miss each other).
-_LOCK_PARENT = (
-    f"SELECT {', '.join('t.' + c for c in TASK_SELECT.split(', '))}, e.state AS execution_state"
-    " FROM {s}.tasks AS t JOIN {s}.executions AS e ON e.execution_id = t.execution_id"
-    " WHERE t.task_id = $1 FOR UPDATE OF t FOR {mode} OF e"
+# The execution row first (the lock order everywhere: execution, then parent, then its children): a shared lock
+# for ordinary steps (a cancellation waits for the steps to land, and then cancels them), exclusive when a signal
+# step may consume a buffered signal (so that it and send_signal never miss each other).
+_LOCK_EXECUTION_OF = (
+    "SELECT e.state FROM {s}.executions AS e"
+    " WHERE e.execution_id = (SELECT execution_id FROM {s}.tasks WHERE task_id = $1) FOR {mode}"
 )
+_LOCK_PARENT = f"SELECT {TASK_SELECT} FROM {{s}}.tasks WHERE task_id = $1 FOR UPDATE"
 _EXISTING_STEPS = (
     f"SELECT {TASK_SELECT} FROM {{s}}.tasks WHERE parent_task_id = $1 AND parent_attempt = $2 AND step = ANY($3)"
 )
@@ -185,11 +185,14 @@ class PostgresStorage(FinishingMixin, OperationsMixin, HousekeepingMixin, ReadsM
 
         async def create(conn: asyncpg.Connection) -> list[TaskRecord]:
             mode = "UPDATE" if signals else "SHARE"
-            row = await conn.fetchrow(self._sql(_LOCK_PARENT.replace("{mode}", mode)), parent.task_id)
+            execution_state = await conn.fetchval(
+                self._sql(_LOCK_EXECUTION_OF.replace("{mode}", mode)), parent.task_id
+            )
+            row = await conn.fetchrow(self._sql(_LOCK_PARENT), parent.task_id)
             check_fence(parent, row)
-            assert row is not None
+            assert row is not None and execution_state is not None  # a task's execution exists
             owner = task_from_row(row)
-            state = ExecutionState(row["execution_state"])
+            state = ExecutionState(execution_state)
             if not allow_stopping and (state.terminal or state is ExecutionState.CANCELLING):
                 raise ExecutionStopping(owner.execution_id, state.value)
             found = await self._existing_steps(conn, [key for key, _ in steps])
