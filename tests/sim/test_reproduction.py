@@ -1,4 +1,9 @@
-"""Reproducing a run: the regression seeds, the printed command, and the pytest fixture's seed override."""
+"""Reproducing a run: the regression seeds, the printed command, and the pytest fixture's seed override.
+
+Each seed of ``regression_seeds.json`` made the simulator report a bug before the commit it names fixed it
+(checked by running that seed on the commit before).  A change to how the simulator schedules or injects faults
+changes what a seed explores: then find, on the buggy commit, seeds that fail again, and replace them.
+"""
 
 from __future__ import annotations
 

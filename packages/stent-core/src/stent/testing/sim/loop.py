@@ -135,6 +135,9 @@ class SimLoop(asyncio.BaseEventLoop):
         return [node for node, queue in self._queues.items() if queue and node not in frozen]
 
     def _run_once(self) -> None:
+        scheduled = self._scheduled
+        if scheduled and scheduled[0]._when <= self._now:
+            self._collect_due()  # timers that came due meanwhile join the queues, as in asyncio's own loop
         self._intake()
         nodes = self._runnable()
         if not nodes:
@@ -181,6 +184,9 @@ class SimLoop(asyncio.BaseEventLoop):
         if target > self._now:
             self._now = target
             self.jumps += 1
+        self._collect_due()
+
+    def _collect_due(self) -> None:
         due: list[asyncio.TimerHandle] = []
         scheduled = self._scheduled
         while scheduled and scheduled[0]._when <= self._now:
