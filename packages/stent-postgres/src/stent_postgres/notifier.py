@@ -118,7 +118,8 @@ class PostgresNotifier:
             settings.dsn,
             timeout=settings.connect_timeout,
             statement_cache_size=settings.statement_cache_size,
-            server_settings={"application_name": "stent-notifier"},
+            # The URL's application_name, when it has one, names the connection in pg_stat_activity.
+            server_settings=None if "application_name=" in settings.dsn else {"application_name": "stent-notifier"},
         )
         try:
             await conn.add_listener(self.channel, self._on_notify)
