@@ -16,6 +16,16 @@ from stent.errors import StorageUnavailable
 from stent.memory import MemoryStorage
 from stent.model import ClaimRequest, Fence, NewTask, StepKey, TaskRecord
 from stent.testing.harness import WorkflowHarness
+from stent.worker.machine import (
+    Claim,
+    ClaimDone,
+    DrainRequested,
+    Started,
+    Stop,
+    Tick,
+    WorkerConfig,
+    WorkerMachine,
+)
 
 
 class StepOutageOnce(MemoryStorage):
@@ -198,3 +208,24 @@ async def test_code_of_a_function_with_a_timeout_does_not_start_once_the_lease_e
     with pytest.raises(TaskAbandoned):
         await running
     assert RUNS == []
+
+
+def test_draining_worker_past_its_drain_timeout_does_not_ask_to_be_woken_in_the_past() -> None:
+    """Past the drain timeout with nothing running but a claim still in flight, the machine waits for events.
+
+    Found by the simulator (restart and pause faults): ``next_deadline()`` kept returning the passed drain
+    deadline, which ``_drain`` only acts on when tasks are running, so the shell spun with a zero timeout (a busy
+    loop burning a CPU) until the claim came back.
+    """
+    machine = WorkerMachine(
+        WorkerConfig(
+            max_concurrency=4, poll_interval=1, poll_interval_max=5, poll_backoff_factor=2, heartbeat_interval=5
+        )
+    )
+    assert any(isinstance(c, Claim) for c in machine.handle(Started(now=0.0)))  # a claim is now in flight
+    machine.handle(DrainRequested(now=1.0, timeout=10.0))
+    machine.handle(Tick(now=20.0))  # the drain timeout has passed; still nothing running
+    deadline = machine.next_deadline()
+    assert deadline is None or deadline > 20.0
+    done = machine.handle(ClaimDone(now=21.0, requested=4, claimed=()))
+    assert any(isinstance(c, Stop) for c in done)

@@ -208,7 +208,9 @@ class WorkerMachine:
         """The monotonic time at which the machine wants a :class:`Tick`, if any."""
         claim_at = None if self._claim_in_flight else self._next_claim_at
         heartbeat_at = None if self._renew_in_flight else self._next_heartbeat_at
-        drain_at = None if self._drain_handed_back else self._drain_deadline
+        # The drain deadline matters only while tasks run (it releases them); a passed one with nothing running
+        # would ask for a tick in the past forever, a busy loop until the next event.
+        drain_at = None if self._drain_handed_back or not self.running else self._drain_deadline
         times = [t for t in (claim_at, heartbeat_at, drain_at, self._next_housekeeping_at) if t is not None]
         return min(times) if times else None
 
