@@ -169,22 +169,27 @@ def _run(config: FleetConfig) -> SimResult:
     try:
         with _sandbox(sim):
             try:
-                loop.run_until_complete(sim.main())
-            except SimulationStuck as exc:
-                sim.checker.violate("simulation stuck", str(exc))
-            dispatched = list(sim.control.executions) if sim.control else []
-            tasks_of: dict[str, list[Any]] = {}
-            for task in sim.storage._tasks.values():
-                tasks_of.setdefault(task.execution_id, []).append(task)
-            sim.checker.finish(
-                dispatched + [e for e in sim.storage._executions if e not in dispatched],
-                healed_at=config.heal_at,
-                tasks_of=tasks_of,
-            )
-            outcomes = _outcomes(sim, dispatched)
-            _check_outage_failures(sim, outcomes)
-            loop.run_until_complete(sim.teardown())
-            loop.run_until_complete(loop.shutdown_asyncgens())
+                try:
+                    loop.run_until_complete(sim.main())
+                except SimulationStuck as exc:
+                    sim.checker.violate("simulation stuck", str(exc))
+                    sim.stopped_early = True
+                dispatched = list(sim.control.executions) if sim.control else []
+                tasks_of: dict[str, list[Any]] = {}
+                for task in sim.storage._tasks.values():
+                    tasks_of.setdefault(task.execution_id, []).append(task)
+                sim.checker.finish(
+                    dispatched + [e for e in sim.storage._executions if e not in dispatched],
+                    healed_at=config.heal_at,
+                    tasks_of=tasks_of,
+                    liveness=not sim.stopped_early,
+                )
+                outcomes = _outcomes(sim, dispatched)
+                _check_outage_failures(sim, outcomes)
+            finally:
+                # Even when the run itself failed, stop every simulated process before the loop closes.
+                loop.run_until_complete(sim.teardown())
+                loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
         loop.close()
     if sim.errors:

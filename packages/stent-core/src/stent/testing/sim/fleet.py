@@ -118,6 +118,8 @@ class Simulation:
         self.control: SimControl | None = None
         self._done = asyncio.Event()
         self._script_done = False
+        #: Set when the run stopped before its natural end (too many violations, a livelock).
+        self.stopped_early = False
         self.errors: list[BaseException] = []
 
     # -- the trace -------------------------------------------------------------------------------------------
@@ -141,7 +143,8 @@ class Simulation:
     def _violated(self, text: str) -> None:
         self.record(text)
         # Enough is known once this many invariants broke; a broken system may also never finish on its own.
-        if len(self.checker.violations) >= self.config.max_violations:
+        if len(self.checker.violations) >= self.config.max_violations and not self._done.is_set():
+            self.stopped_early = True
             self._done.set()
 
     @property
@@ -217,6 +220,7 @@ class Simulation:
                 "progress",
                 f"{self.loop.steps} loop steps by virtual time {self.loop.time():.3f}s without finishing: a livelock?",
             )
+            self.stopped_early = True
             self._done.set()
         slot = self._slot_of_node.get(node)
         if slot is None or slot.node != node or node in self.dead:

@@ -299,9 +299,15 @@ class InvariantChecker:
             self.violate("user check", message)
 
     def finish(
-        self, dispatched: Sequence[str], *, healed_at: float, tasks_of: Mapping[str, list[TaskRecord]]
+        self,
+        dispatched: Sequence[str],
+        *,
+        healed_at: float,
+        tasks_of: Mapping[str, list[TaskRecord]],
+        liveness: bool = True,
     ) -> None:
-        """End of run: everything dispatched exists (or was cleaned up finished) and has finished."""
+        """End of run: everything dispatched exists (or was cleaned up finished) and, with ``liveness`` (the run
+        was not cut short), has finished."""
         executions = self.storage._executions
         for execution_id in dispatched:
             execution = executions.get(execution_id)
@@ -309,7 +315,7 @@ class InvariantChecker:
                 if execution_id not in self.deleted:
                     self.violate("no execution lost", f"execution {execution_id} is not in storage")
                 continue
-            if not execution.state.terminal:
+            if liveness and not execution.state.terminal:
                 stuck = ", ".join(
                     f"{short(t.task_id)} {t.function} {t.state.value}"
                     + (f" lease={t.lease_owner}" if t.lease_owner else "")
