@@ -14,7 +14,7 @@ from stent.clocks import FakeClock
 from stent.engine.runner import TaskAbandoned, TaskRunner
 from stent.errors import StorageUnavailable
 from stent.memory import MemoryStorage
-from stent.model import ClaimRequest, Fence, NewTask, StepKey, TaskRecord
+from stent.model import ClaimRequest, ContextUpdate, Fence, NewTask, StepKey, TaskRecord, TaskState
 from stent.testing.harness import WorkflowHarness
 from stent.worker.machine import (
     Claim,
@@ -229,3 +229,57 @@ def test_draining_worker_past_its_drain_timeout_does_not_ask_to_be_woken_in_the_
     assert deadline is None or deadline > 20.0
     done = machine.handle(ClaimDone(now=21.0, requested=4, claimed=()))
     assert any(isinstance(c, Stop) for c in done)
+
+
+class FailsOneCompletion(MemoryStorage):
+    """``complete_task`` of the task named ``flaky_id`` fails once with StorageUnavailable."""
+
+    flaky_id = ""
+    failed = False
+
+    async def complete_task(
+        self, fence: Fence, result: str, now: datetime, update: ContextUpdate | None = None
+    ) -> TaskRecord:
+        if fence.task_id == self.flaky_id and not self.failed:
+            self.failed = True
+            raise StorageUnavailable("connection reset")
+        return await super().complete_task(fence, result, now, update)
+
+
+@Stent.durable
+async def waits_for_double(x: int) -> int:
+    return await double(x)
+
+
+async def test_waiting_task_that_resumes_before_its_suspension_starts_is_not_parked_forever() -> None:
+    """A draining worker's suspension of a waiting task, overtaken by the task resuming, does not park it.
+
+    Found by the simulator (restart faults): the step the task waited on finished, its code resumed and moved
+    on (its completion retrying a storage blip), and only then did the suspension run: it parked the task with
+    nothing to wait for, so it never ran again, and cancelled the completion in flight.
+    """
+    clock = FakeClock()
+    storage = FailsOneCompletion()
+    executor = Stent(storage, clock=clock)
+    runtime = executor._rt()
+    await executor.dispatch(waits_for_double, 21)
+    request = ClaimRequest(worker_id="w1", functions=frozenset({waits_for_double.name}), limit=1, lease_seconds=60)
+    [parent] = await storage.claim_tasks(request, clock.now())
+    storage.flaky_id = parent.task_id
+    runner = TaskRunner(
+        runtime, on_waiting=lambda _: None, on_resumed=lambda _: None, lease_seconds=60, suspend_after=60
+    )
+    running = asyncio.ensure_future(runner.run(parent))
+    for _ in range(20):  # the parent journals its step and waits for it
+        await asyncio.sleep(0)
+    child_request = ClaimRequest(worker_id="w2", functions=frozenset({double.name}), limit=1, lease_seconds=60)
+    [child] = await storage.claim_tasks(child_request, clock.now())
+    finished = await storage.complete_task(child.fence, executor.codec.encode_result(double, 42), clock.now())
+    runtime.waiters.resolve(finished)  # the parent's code resumes at its next turn...
+    runner.suspend(parent.task_id)  # ...and the draining worker's suspension starts just after
+    for _ in range(20):
+        await asyncio.sleep(0)
+    clock.advance(1)  # the parent's completion retries after its storage blip
+    await asyncio.wait_for(running, 5)
+    record = await storage.get_task(parent.task_id)
+    assert record is not None and record.state is TaskState.COMPLETED

@@ -189,13 +189,23 @@ class TaskRunner:
     async def _suspend(self, ctx: TaskContext) -> None:
         if ctx.suspended:
             return
+        if ctx.waits == 0:
+            # It resumed since the worker chose to suspend it (what it waited on finished meanwhile): its code
+            # runs again and will end by itself; parking it now would leave it nothing to wake it.
+            return
         ctx.suspended = True
+        # The wake condition as it stands before any await: code of the task may still run while the suspension
+        # is on its way (a gathered branch, say), and a step it consumes meanwhile must still wake the task.
+        waiting_on = set(ctx.open_steps)
+        timers = list(ctx.timers.values())
         if ctx.flushing:  # steps being journaled right now must be known before the wake condition is written
             await asyncio.gather(*ctx.flushing, return_exceptions=True)
-        wake_at = min(ctx.timers.values()) if ctx.timers else None
+        waiting_on |= ctx.open_steps
+        timers += ctx.timers.values()
+        wake_at = min(timers) if timers else None
         try:
             await self.runtime.storage.suspend_task(
-                ctx.task.fence, waiting_on=sorted(ctx.open_steps), wake_at=wake_at, now=self.now()
+                ctx.task.fence, waiting_on=sorted(waiting_on), wake_at=wake_at, now=self.now()
             )
         except StentError as exc:
             log.warning("could not suspend task %s (%s); it will be recovered when its lease expires", ctx.task_id, exc)
