@@ -11,14 +11,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
+from pg_observed import ObservedStorage
 
 from stent import Stent
 from stent.clocks import FakeClock
-from stent.model import ClaimRequest, StepKey, TaskFailure, TaskKind, TaskRecord, TaskState
+from stent.model import StepKey, TaskFailure, TaskKind, TaskState
 from stent.ports import Notification
 from stent.testing.conformance._support import new_execution, new_task, request, signal_wait
 from stent.testing.conformance.notifier_support import Inbox
@@ -183,20 +183,6 @@ async def test_a_storage_without_notify_announces_nothing(
 # -- end to end: the worker hears the storage ------------------------------------------------------------------
 
 _STARTED: dict[str, asyncio.Event] = {}
-
-
-class ObservedStorage(PostgresStorage):
-    """Tells the test when a worker's claim found nothing, so the worker is idle."""
-
-    def __init__(self, dsn: str, **options: Any) -> None:
-        super().__init__(dsn, **options)
-        self.idle = asyncio.Event()
-
-    async def claim_tasks(self, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
-        claimed = await super().claim_tasks(request, now)
-        if not claimed:
-            self.idle.set()
-        return claimed
 
 
 @Stent.durable(name="pg-notify.report-start")
