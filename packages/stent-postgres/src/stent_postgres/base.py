@@ -69,11 +69,11 @@ FINISH_EXECUTION_CTE = (
 # NOTIFY from inside a statement: $N is whether this storage sends notifications, $C the channel.  The
 # payload matches stent_postgres.channel.encode (json_build_object adds spaces, which JSON readers ignore).
 NOTIFY_FINISHED = (
-    "CASE WHEN $N THEN pg_notify($C, json_build_object('k', 'finished', 't', t.task_id,"
-    " 'e', t.execution_id)::text) END"
+    "CASE WHEN $N THEN pg_notify($C, json_build_object('kind', 'finished', 'task_id', t.task_id,"
+    " 'execution_id', t.execution_id)::text) END"
 )
 NOTIFY_PARENT_WORK = (
-    "(SELECT CASE WHEN $N THEN pg_notify($C, json_build_object('k', 'work', 'q', p.queue)::text) END"
+    "(SELECT CASE WHEN $N THEN pg_notify($C, json_build_object('kind', 'work', 'queue', p.queue)::text) END"
     " FROM p WHERE p.state = 'pending')"
 )
 

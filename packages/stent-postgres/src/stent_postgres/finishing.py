@@ -73,7 +73,7 @@ _RETRY = (
 _RELEASE = (
     "UPDATE {s}.tasks SET state = 'pending', scheduled_for = $3, lease_owner = NULL, lease_expires_at = NULL,"
     f" updated_at = $3 WHERE task_id = $1 AND fencing_token = $2 AND {LEASED}"
-    " RETURNING task_id, CASE WHEN $4 THEN pg_notify($5, json_build_object('k', 'work', 'q', queue)::text) END"
+    " RETURNING task_id, CASE WHEN $4 THEN pg_notify($5, json_build_object('kind', 'work', 'queue', queue)::text) END"
 )
 _SUSPEND = (
     "UPDATE {s}.tasks SET state = 'suspended', wake_at = $4, lease_owner = NULL, lease_expires_at = NULL,"

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
 from stent.errors import ConfigurationError, StentError, StorageUnavailable
+from stent.notifier_kit import Backoff, OutageLog
 from stent.ports import Notification, NotificationListener
 from stent_postgres import channel
 from stent_postgres.config import parse_settings
@@ -73,7 +74,9 @@ class PostgresNotifier:
         self._flusher: asyncio.Future[None] | None = None
         # One statement at a time on the connection (a publish and a ping must not overlap).
         self._using = asyncio.Lock()
-        self._random = random.Random()
+        self._backoff = Backoff(self.reconnect_delay, self.reconnect_max_delay, random.Random())
+        self._outage = OutageLog("PostgreSQL", f"{self.settings.host}:{self.settings.port}", log)
+        self._loss: BaseException = StorageUnavailable("the server closed the connection")
         #: How many times the connection was (re)opened; tests and diagnostics read it.
         self.connections_opened = 0
 
@@ -119,7 +122,9 @@ class PostgresNotifier:
             timeout=settings.connect_timeout,
             statement_cache_size=settings.statement_cache_size,
             # The URL's application_name, when it has one, names the connection in pg_stat_activity.
-            server_settings=None if "application_name=" in settings.dsn else {"application_name": "stent-notifier"},
+            server_settings=None
+            if "application_name=" in settings.dsn
+            else {"application_name": "stent-notifier"},
         )
         try:
             await conn.add_listener(self.channel, self._on_notify)
@@ -133,6 +138,7 @@ class PostgresNotifier:
     def _on_terminated(self, conn: asyncpg.Connection) -> None:
         if conn is self._conn and not self._closed:
             self._conn = None
+            self._loss = StorageUnavailable("the server closed the connection")
             self._lost.set()
 
     async def _supervise(self) -> None:
@@ -147,12 +153,8 @@ class PostgresNotifier:
             if self._closed:
                 return
             if self.connections_opened:
-                log.warning(
-                    "lost the LISTEN connection to PostgreSQL at %s:%s; reconnecting in the background"
-                    " (stent polls meanwhile)",
-                    self.settings.host,
-                    self.settings.port,
-                )
+                # Never connected at all: stent's runtime has already warned that connect() failed.
+                self._outage.lost("LISTEN", self._loss)
             await self._reconnect()
 
     async def _ping(self) -> None:
@@ -162,22 +164,20 @@ class PostgresNotifier:
         try:
             async with self._using:
                 await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout=self.settings.connect_timeout)
-        except Exception:
+        except Exception as exc:
             log.debug("the notifier's connection failed its ping", exc_info=True)
-            self._drop(conn)
+            self._drop(conn, exc)
 
     async def _reconnect(self) -> None:
-        delay = self.reconnect_delay
+        self._backoff.reset()
         while not self._closed:
             try:
                 await self._open()
             except Exception as exc:
                 log.debug("notifier reconnect to %s:%s failed: %s", self.settings.host, self.settings.port, exc)
-                # Full jitter, so a fleet that lost the server together does not reconnect in lockstep.
-                await asyncio.sleep(self._random.uniform(delay / 2, delay))
-                delay = min(delay * 2, self.reconnect_max_delay)
+                await asyncio.sleep(self._backoff.next_delay())
                 continue
-            log.info("notifier reconnected to PostgreSQL at %s:%s", self.settings.host, self.settings.port)
+            self._outage.restored("LISTEN")
             for note in _AFTER_OUTAGE:
                 self._deliver(note)
             return
@@ -262,7 +262,7 @@ class PostgresNotifier:
                     )
             except Exception as exc:
                 if conn is not None and not _connection_survives(exc):
-                    self._drop(conn)
+                    self._drop(conn, exc)
                 mapped = translate(exc, self.settings)
                 if not isinstance(mapped, StentError | OSError):
                     mapped = StorageUnavailable(f"the PostgreSQL notifier could not publish: {exc!r}")
@@ -275,11 +275,12 @@ class PostgresNotifier:
                 if not future.done():
                     future.set_result(None)
 
-    def _drop(self, conn: asyncpg.Connection) -> None:
+    def _drop(self, conn: asyncpg.Connection, reason: BaseException) -> None:
         """Give up a connection in an unknown state; the supervisor reconnects (warning once)."""
         conn.terminate()
         if self._conn is conn:
             self._conn = None
+            self._loss = reason
             self._lost.set()
 
 

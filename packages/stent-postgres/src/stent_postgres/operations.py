@@ -64,8 +64,8 @@ _TIME_OUT = (
     " FROM due WHERE t.execution_id = due.execution_id AND t.state IN ('pending', 'suspended')),"
     " e AS (UPDATE {s}.executions AS e SET state = 'timed_out', updated_at = $1, finished_at = $1"
     " FROM due WHERE e.execution_id = due.execution_id RETURNING e.execution_id, e.deadline, e.root_task_id)"
-    " SELECT execution_id, CASE WHEN $3 THEN pg_notify($4, json_build_object('k', 'finished',"
-    " 't', root_task_id, 'e', execution_id)::text) END FROM e ORDER BY deadline, execution_id"
+    " SELECT execution_id, CASE WHEN $3 THEN pg_notify($4, json_build_object('kind', 'finished',"
+    " 'task_id', root_task_id, 'execution_id', execution_id)::text) END FROM e ORDER BY deadline, execution_id"
 )
 _DEAD_LETTERS = "SELECT * FROM {s}.dead_letters ORDER BY created_at DESC, task_id DESC LIMIT $1 OFFSET $2"
 _REOPEN_PARENT = (

@@ -63,7 +63,7 @@ _CREATE_EXECUTION = (
     " WHERE $12::integer IS NOT NULL ON CONFLICT (function) DO UPDATE SET max_concurrent = EXCLUDED.max_concurrent"
     " WHERE l.max_concurrent < EXCLUDED.max_concurrent)"
     f" SELECT e.execution_id, CASE WHEN ${_N + 2}::boolean THEN pg_notify(${_N + 3}::text,"
-    " json_build_object('k', 'work', 'q', $6::text)::text) END FROM e"
+    " json_build_object('kind', 'work', 'queue', $6::text)::text) END FROM e"
 )
 # A function's row keeps the greatest max_concurrent its tasks had ($1 functions, $2 their greatest limits).
 _INSERT_LIMITED = (
