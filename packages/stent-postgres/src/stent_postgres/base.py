@@ -20,7 +20,6 @@ from stent.ports import Notification
 from stent_postgres import channel
 from stent_postgres.config import PostgresSettings
 from stent_postgres.database import Database
-from stent_postgres.rows import TASK_SELECT
 from stent_postgres.schema import quote_ident
 
 LEASED = "state IN ('running', 'waiting')"
@@ -130,17 +129,6 @@ class StorageBase:
         # The row holds the fence now: it changed between the two statements.  Either way the write did not
         # land, which is what LeaseLost tells the worker.
         return LeaseLost(fence.task_id, "the task changed while the write was made")
-
-    async def _lock_task(self, conn: asyncpg.Connection, fence: Fence) -> TaskRecord:
-        """The task, locked for this transaction, if ``fence`` still holds it."""
-        from stent_postgres.rows import task_from_row
-
-        row = await conn.fetchrow(
-            self._sql(f"SELECT {TASK_SELECT} FROM {{s}}.tasks WHERE task_id = $1 FOR UPDATE"), fence.task_id
-        )
-        check_fence(fence, row)
-        assert row is not None
-        return task_from_row(row)
 
     async def _wake_parent(self, conn: asyncpg.Connection, task: TaskRecord, now: datetime) -> list[Notification]:
         """Wake the parent waiting on ``task``; the notifications that announces (work, when it is claimable)."""

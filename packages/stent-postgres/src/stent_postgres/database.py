@@ -49,7 +49,7 @@ def unavailable(settings: PostgresSettings, exc: BaseException) -> StorageUnavai
     detail = str(exc) or type(exc).__name__
     return StorageUnavailable(
         f"PostgreSQL at {settings.host}:{settings.port} (database {settings.database!r}) is unavailable:"
-        f" {detail}. Check that the server runs and accepts connections there; stent retries"
+        f" {detail}. Check that the server runs and accepts connections there"
     )
 
 

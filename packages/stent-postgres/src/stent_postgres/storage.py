@@ -32,7 +32,7 @@ from stent.model import (
 from stent.ports import Notification
 from stent_postgres import schema
 from stent_postgres.base import STOPPING_EXECUTION, StorageBase, check_fence
-from stent_postgres.config import PostgresSettings, parse_settings
+from stent_postgres.config import parse_settings
 from stent_postgres.finishing import FinishingMixin
 from stent_postgres.housekeeping import HousekeepingMixin
 from stent_postgres.operations import OperationsMixin
@@ -121,15 +121,6 @@ class PostgresStorage(FinishingMixin, OperationsMixin, HousekeepingMixin, ReadsM
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStorage:
         return cls(url, **options)
-
-    @classmethod
-    def from_settings(cls, settings: PostgresSettings) -> PostgresStorage:
-        storage = cls.__new__(cls)
-        storage._init_base(settings)
-        storage.capabilities = frozenset(
-            {"shared", "durable", "transactional_notifications"} if settings.notify else {"shared", "durable"}
-        )
-        return storage
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.settings.safe_dsn!r}, schema={self.settings.schema!r})"
