@@ -164,6 +164,31 @@ async def test_signals_cancellations_and_time_limits(notifying: PostgresStorage,
     await expect(heard, finished(limited.root_task_id, limited.execution_id))
 
 
+async def test_a_limited_function_giving_a_slot_back_announces_its_queue(
+    notifying: PostgresStorage, heard: Inbox
+) -> None:
+    """A task of a max_concurrent function that finishes, retries or suspends frees a slot: claims skipped that
+    function's backlog, so work is announced on its queue."""
+    clock = FakeClock()
+    for _ in range(3):
+        await notifying.create_execution(new_execution("lim", queue="ql", max_concurrent=1), clock.now())
+    (task,) = await notifying.claim_tasks(request("w", ["lim"]), clock.now())
+    start = len(heard.notes)
+    await notifying.complete_task(task.fence, "1", clock.now())
+    await heard.until(lambda notes: work("ql") in notes[start:], TIMEOUT, "the slot freed by a completion")
+    (task,) = await notifying.claim_tasks(request("w", ["lim"]), clock.now())
+    start = len(heard.notes)
+    retry = TaskFailure(error="E", reason="error", retry_at=clock.now() + timedelta(minutes=1))
+    await notifying.fail_task(task.fence, retry, clock.now())
+    await heard.until(lambda notes: work("ql") in notes[start:], TIMEOUT, "the slot freed by a retry")
+    (task,) = await notifying.claim_tasks(request("w", ["lim"]), clock.now())
+    start = len(heard.notes)
+    await notifying.suspend_task(
+        task.fence, waiting_on=[], wake_at=clock.now() + timedelta(hours=1), now=clock.now()
+    )
+    await heard.until(lambda notes: work("ql") in notes[start:], TIMEOUT, "the slot freed by a suspension")
+
+
 async def test_a_storage_without_notify_announces_nothing(
     pg_url: str, notifying: PostgresStorage, heard: Inbox
 ) -> None:

@@ -31,7 +31,8 @@ def start_worker(url: str, workdir: Path, name: str, concurrency: int) -> subpro
     command = [
         sys.executable, "-m", "stent.cli.main", "--storage", url,
         "worker", str(HERE / "pg_limited_workflow.py"), "--worker-id", name,
-        "--max-concurrency", str(concurrency), "--poll-interval", "0.005", "--poll-interval-max", "0.02",
+        "--max-concurrency", str(concurrency), "--poll-interval", "0.005", "--poll-interval-max", "0.05",
+        "--notifier", url,
         "--lease-duration", "30", "--heartbeat-interval", "10",
     ]  # fmt: skip
     return subprocess.Popen(
@@ -44,7 +45,9 @@ async def test_four_processes_never_overlap_a_max_concurrent_one_function(
 ) -> None:
     """2,000 tasks of a max_concurrent=1 function on four worker processes: never two at once, each exactly once."""
     storage = await open_storage()
-    url = f"{pg_url}?schema={storage.settings.schema}&max_size=4"
+    # The storage announces each freed slot (notify=true) and every worker listens (--notifier): all four wake
+    # and race for every slot the moment it frees, the harshest contention for the limit.
+    url = f"{pg_url}?schema={storage.settings.schema}&max_size=4&notify=true"
     executor = Stent(storage)
     # Dispatched before the workers start, so all four contend for the backlog from the first claim.
     ids = await asyncio.gather(*(executor.dispatch(pg_limited_workflow.limited, n) for n in range(TASKS)))

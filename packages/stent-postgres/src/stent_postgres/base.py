@@ -71,6 +71,11 @@ NOTIFY_FINISHED = (
     "CASE WHEN $N THEN pg_notify($C, json_build_object('kind', 'finished', 'task_id', t.task_id,"
     " 'execution_id', t.execution_id)::text) END"
 )
+# A limited function's task that ends frees one of its slots: its queue may have work that claims skipped.
+NOTIFY_SLOT_FREED = (
+    "CASE WHEN $N AND t.max_concurrent IS NOT NULL"
+    " THEN pg_notify($C, json_build_object('kind', 'work', 'queue', t.queue)::text) END"
+)
 NOTIFY_PARENT_WORK = (
     "(SELECT CASE WHEN $N THEN pg_notify($C, json_build_object('kind', 'work', 'queue', p.queue)::text) END"
     " FROM p WHERE p.state = 'pending')"

@@ -22,6 +22,7 @@ from stent_postgres.base import (
     LEASED,
     NOTIFY_FINISHED,
     NOTIFY_PARENT_WORK,
+    NOTIFY_SLOT_FREED,
     STOPPING_EXECUTION,
     TERMINAL_TASK,
     WAKE_PARENT_CTE,
@@ -45,7 +46,7 @@ def _finish(assignments: str, execution_state: str, *, extra_ctes: str = "") -> 
         ctes.append(extra_ctes)
     text = (
         "WITH " + ", ".join(ctes) + f" SELECT {_T_COLUMNS}, (SELECT count(*) FROM e) AS finished_execution,"
-        f" {NOTIFY_FINISHED} AS n1, {NOTIFY_PARENT_WORK} AS n2 FROM t"
+        f" {NOTIFY_FINISHED} AS n1, {NOTIFY_PARENT_WORK} AS n2, {NOTIFY_SLOT_FREED} AS n3 FROM t"
     )
     return text.replace("$NOW", "$3").replace("$N", "$4").replace("$C", "$5")
 
@@ -61,7 +62,7 @@ _FAIL = _finish(
         " function = EXCLUDED.function, queue = EXCLUDED.queue, reason = EXCLUDED.reason, error = EXCLUDED.error,"
         " attempts = EXCLUDED.attempts, created_at = EXCLUDED.created_at RETURNING 1)"
     ),
-).replace(" AS n2 FROM t", " AS n2, (SELECT count(*) FROM d) AS dead FROM t")
+).replace(" AS n3 FROM t", " AS n3, (SELECT count(*) FROM d) AS dead FROM t")
 _CANCEL = _finish("state = 'cancelled', error = $6", "cancelled")
 # A retry is a new attempt, unless the execution is stopping (then the failure is final).
 _RETRY = (
@@ -163,7 +164,10 @@ class FinishingMixin(StorageBase):
                     self._sql(_RETRY), fence.task_id, fence.token, now, failure.retry_at, failure.error
                 )
                 if row is not None:
-                    return task_from_row(row)
+                    retried = task_from_row(row)
+                    if retried.max_concurrent is not None:  # it gave its slot back
+                        await self._notify(conn, [Notification(kind="work", queue=retried.queue)])
+                    return retried
                 # Not retried: the fence does not hold (raised here), or the execution is stopping.
                 check_fence(fence, await self._fence_row(conn, fence))
             return await self._finish_task(
@@ -210,7 +214,8 @@ class FinishingMixin(StorageBase):
             if row is None:
                 raise await self._fence_error(conn, fence)
             task = task_from_row(row)
-            if task.state is TaskState.PENDING:
+            # Claimable again at once, or its slot of a limited function given back: work may be ready.
+            if task.state is TaskState.PENDING or task.max_concurrent is not None:
                 await self._notify(conn, [Notification(kind="work", queue=task.queue)])
             return task
 

@@ -209,14 +209,17 @@ class PostgresStorage(FinishingMixin, OperationsMixin, HousekeepingMixin, ReadsM
                 if limits:
                     functions = sorted(limits)
                     await conn.execute(self._sql(_INSERT_LIMITED), functions, [limits[f] for f in functions])
-            if any(not t.state.terminal for t in out) and owner.state is TaskState.RUNNING:
+            waiting = any(not t.state.terminal for t in out) and owner.state is TaskState.RUNNING
+            if waiting:
                 await conn.execute(
                     self._sql("UPDATE {s}.tasks SET state = 'waiting', updated_at = $2 WHERE task_id = $1"),
                     owner.task_id,
                     now,
                 )
-            queues = sorted({t.queue for t in created if t.kind is TaskKind.CALL and t.state is TaskState.PENDING})
-            await self._notify(conn, [Notification(kind="work", queue=q) for q in queues])
+            queues = {t.queue for t in created if t.kind is TaskKind.CALL and t.state is TaskState.PENDING}
+            if waiting and owner.max_concurrent is not None:
+                queues.add(owner.queue)  # a waiting task gives its slot of a limited function back
+            await self._notify(conn, [Notification(kind="work", queue=q) for q in sorted(queues)])
             return out
 
         return await self._db.run(create)
