@@ -242,3 +242,30 @@ async def test_an_idle_worker_on_postgres_starts_announced_work_well_before_its_
         await worker.close()
         await client.close()
     assert max(latencies) < 1.0, f"pick-up latencies {latencies}; the poll interval is 5 s"
+
+
+class _CountingConnection:
+    """Stands in for the notifier's connection: counts statements, each taking a moment like a round trip."""
+
+    def __init__(self) -> None:
+        self.statements: list[list[str]] = []
+
+    def is_closed(self) -> bool:
+        return False
+
+    async def execute(self, sql: str, channel: str, payloads: list[str]) -> None:
+        self.statements.append(payloads)
+        await asyncio.sleep(0.01)  # a round trip's worth of time for concurrent publishes to pile up behind
+
+
+async def test_a_batch_and_concurrent_publishes_go_out_in_few_statements() -> None:
+    """One publish of 500 notifications is one statement; 40 publishes in flight at once share a few."""
+    notifier = PostgresNotifier("postgresql://h/db")
+    conn = _CountingConnection()
+    notifier._conn = conn  # the only stand-in: everything else is the notifier's own code
+    await notifier.publish([marker(f"b{i}") for i in range(500)])
+    assert len(conn.statements) == 1 and len(conn.statements[0]) == 500
+    conn.statements.clear()
+    await asyncio.gather(*(notifier.publish([marker(f"c{i}")]) for i in range(40)))
+    assert sum(len(s) for s in conn.statements) == 40
+    assert len(conn.statements) <= 2, f"{len(conn.statements)} statements for 40 concurrent publishes"
