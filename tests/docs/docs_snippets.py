@@ -43,8 +43,9 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +114,13 @@ def parse_blocks(path: Path) -> list[Block]:
         if directive:
             name, arg = directive.group("name"), directive.group("arg")
             if name not in KNOWN_DIRECTIVES:
-                raise SnippetError(f"{_display(path)}:{i + 1}: unknown directive {name!r}; known: {sorted(KNOWN_DIRECTIVES)}")
+                raise SnippetError(
+                    f"{_display(path)}:{i + 1}: unknown directive {name!r}; known: {sorted(KNOWN_DIRECTIVES)}"
+                )
             if name in {"skip", "xfail", "raises"} and not arg:
-                raise SnippetError(f"{_display(path)}:{i + 1}: `test: {name}` needs an argument (a reason or a name)")
+                raise SnippetError(
+                    f"{_display(path)}:{i + 1}: `test: {name}` needs an argument (a reason or a name)"
+                )
             pending.append((name, arg))
         elif fence:
             marker = fence.group("fence")
@@ -169,11 +174,16 @@ def expected_outputs(path: Path) -> dict[int, str]:
 
 
 class WorkerWatch:
-    """Records every worker lifecycle created while a page runs (``create_worker_lifecycle`` is wrapped)."""
+    """Records every worker lifecycle created while installed (``Stent.create_worker_lifecycle`` is wrapped).
+
+    ``created`` lists (executor, lifecycle, loop) in order; ``loop`` is the event loop the lifecycle was created
+    on (``None`` outside one), so a test may drain a worker running on another thread.
+    """
 
     def __init__(self) -> None:
-        self.created: list[tuple[Stent, WorkerLifecycle]] = []
-        self.changed = asyncio.Event()
+        self.created: list[tuple[Stent, WorkerLifecycle, asyncio.AbstractEventLoop | None]] = []
+        self.any_created = threading.Event()
+        self._changed: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[WorkerWatch]:
@@ -182,8 +192,14 @@ class WorkerWatch:
 
         def recording(executor: Stent, name: str) -> WorkerLifecycle:
             lifecycle = original(executor, name)
-            watch.created.append((executor, lifecycle))
-            watch.changed.set()
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            watch.created.append((executor, lifecycle, loop))
+            watch.any_created.set()
+            if loop is not None and loop in watch._changed:
+                watch._changed[loop].set()
             return lifecycle
 
         Stent.create_worker_lifecycle = recording  # type: ignore[method-assign]
@@ -192,8 +208,79 @@ class WorkerWatch:
         finally:
             Stent.create_worker_lifecycle = original  # type: ignore[method-assign]
 
+    def changed(self) -> asyncio.Event:
+        """An event set when a lifecycle is created on the running loop (clear it before waiting)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._changed:
+            self._changed[loop] = asyncio.Event()
+        return self._changed[loop]
+
     def live(self) -> list[tuple[Stent, WorkerLifecycle]]:
-        return [(ex, lc) for ex, lc in self.created if lc.state is not LifecycleState.STOPPED]
+        return [(ex, lc) for ex, lc, _ in self.created if lc.state is not LifecycleState.STOPPED]
+
+    def named(self, name: str) -> tuple[Stent, WorkerLifecycle]:
+        found = [(ex, lc) for ex, lc, _ in self.created if lc.name == name]
+        if not found:
+            raise AssertionError(
+                f"no worker lifecycle named {name!r} was created; got {[lc.name for _, lc, _ in self.created]}"
+            )
+        return found[-1]
+
+
+OnReady = Callable[[Stent, WorkerLifecycle], Awaitable[None]]
+
+
+async def drive_workers(
+    task: asyncio.Future[Any],
+    watch: WorkerWatch,
+    on_ready: OnReady | None = None,
+    *,
+    timeout: float = 30.0,
+    where: str = "the block",
+) -> list[WorkerLifecycle]:
+    """Bound a coroutine that serves until drained: drain each worker it starts once that worker is ready.
+
+    ``on_ready(executor, lifecycle)`` runs first, while the worker serves (assertions about what it does).
+    Returns the lifecycles drained, in order; raises if ``task`` fails or does not end within ``timeout``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    seen = len(watch.created)
+    drained: list[WorkerLifecycle] = []
+    changed = watch.changed()
+    while True:
+        fresh = watch.created[seen:]
+        seen = len(watch.created)
+        for executor, lifecycle, _ in fresh:
+            ready = asyncio.ensure_future(lifecycle.wait_until_ready())
+            await asyncio.wait(
+                {ready, task}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
+            )
+            ready.cancel()
+            if lifecycle.state is LifecycleState.READY:
+                if on_ready is not None:
+                    await asyncio.wait_for(on_ready(executor, lifecycle), max(0.1, deadline - loop.time()))
+                executor.request_worker_drain(lifecycle)
+                drained.append(lifecycle)
+            elif task.done():
+                break
+        if task.done():
+            break
+        changed.clear()
+        if len(watch.created) > seen:
+            continue
+        waiter = asyncio.ensure_future(changed.wait())
+        try:
+            await asyncio.wait(
+                {task, waiter}, timeout=max(0.0, deadline - loop.time()), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+        if loop.time() >= deadline and not task.done():
+            task.cancel()
+            raise SnippetError(f"{where}: the serving code did not end within {timeout:g}s")
+    task.result()
+    return drained
 
 
 def _exception_named(name: str, namespace: dict[str, Any]) -> type[BaseException]:
@@ -207,7 +294,9 @@ def _exception_named(name: str, namespace: dict[str, Any]) -> type[BaseException
 class PageRun:
     """Runs the python blocks of one page in order, in one module namespace, on one event loop."""
 
-    def __init__(self, path: Path, *, prelude: dict[str, Any] | None = None, module_name: str | None = None) -> None:
+    def __init__(
+        self, path: Path, *, prelude: dict[str, Any] | None = None, module_name: str | None = None
+    ) -> None:
         self.path = path
         self.blocks = python_blocks(path)
         self.outputs = expected_outputs(path)
@@ -220,9 +309,7 @@ class PageRun:
         self.watch = WorkerWatch()
         self.ran: list[Block] = []
         self.skipped: list[tuple[Block, str]] = []
-        # Register the page's text so tracebacks show the Markdown lines.
-        text = path.read_text(encoding="utf-8")
-        linecache.cache[str(path)] = (len(text), None, text.splitlines(keepends=True), str(path))
+        show_source(path)
 
     # -- the whole page --------------------------------------------------------------------------------
 
@@ -286,12 +373,7 @@ class PageRun:
     # -- one block -------------------------------------------------------------------------------------
 
     def compile(self, block: Block) -> types.CodeType:
-        # Pad with newlines so line numbers in tracebacks are the Markdown file's.
-        source = "\n" * (block.line - 1) + block.source
-        try:
-            return compile(source, str(block.path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
-        except SyntaxError as exc:
-            raise SnippetError(f"{block.where}: the block is not valid Python: {exc}") from exc
+        return compile_block(block)
 
     def run_block(self, block: Block) -> None:
         code = self.compile(block)
@@ -305,7 +387,7 @@ class PageRun:
                 elif code.co_flags & inspect.CO_COROUTINE:
                     self.loop.run_until_complete(asyncio.wait_for(self._evaluate(code), BLOCK_TIMEOUT))
                 else:
-                    exec(code, self.namespace)
+                    exec(code, self.namespace)  # noqa: S102 - running the docs is the point
         except BaseException as exc:
             if raises is not None and isinstance(exc, _exception_named(raises, self.namespace)):
                 self.ran.append(block)
@@ -322,42 +404,38 @@ class PageRun:
         self.ran.append(block)
 
     async def _evaluate(self, code: types.CodeType) -> None:
-        result = eval(code, self.namespace)
-        if inspect.isawaitable(result):
-            await result
+        await evaluate(code, self.namespace)
 
     async def _serve(self, block: Block, code: types.CodeType) -> None:
         """Run a block that serves until drained: drain each worker it starts once that worker is ready."""
-        seen = len(self.watch.created)
-        task: asyncio.Future[None]
-        if code.co_flags & inspect.CO_COROUTINE:
-            task = asyncio.ensure_future(self._evaluate(code))
-        else:
+        if not code.co_flags & inspect.CO_COROUTINE:
             raise SnippetError(f"{block.where}: a `test: serve` block must await serve() at top level")
-        drained = 0
-        deadline = self.loop.time() + BLOCK_TIMEOUT
-        while not task.done():
-            fresh = self.watch.created[seen:]
-            seen = len(self.watch.created)
-            for executor, lifecycle in fresh:
-                await asyncio.wait_for(lifecycle.wait_until_ready(), max(0.1, deadline - self.loop.time()))
-                executor.request_worker_drain(lifecycle)
-                drained += 1
-            if task.done():
-                break
-            self.watch.changed.clear()
-            changed = asyncio.ensure_future(self.watch.changed.wait())
-            try:
-                await asyncio.wait({task, changed}, timeout=max(0.0, deadline - self.loop.time()),
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                changed.cancel()
-            if self.loop.time() >= deadline and not task.done():
-                task.cancel()
-                raise SnippetError(f"{block.where}: the serving block did not end within {BLOCK_TIMEOUT:g}s")
-        task.result()
-        if drained == 0:
+        task = asyncio.ensure_future(self._evaluate(code))
+        drained = await drive_workers(task, self.watch, timeout=BLOCK_TIMEOUT, where=block.where)
+        if not drained:
             raise SnippetError(f"{block.where}: a `test: serve` block started no worker")
+
+
+async def evaluate(code: types.CodeType, namespace: dict[str, Any]) -> None:
+    """Run compiled block code in ``namespace``, awaiting it when it has top-level ``await``."""
+    result = eval(code, namespace)
+    if inspect.isawaitable(result):
+        await result
+
+
+def compile_block(block: Block) -> types.CodeType:
+    """Compile a block so that tracebacks name the Markdown file and line; top-level ``await`` allowed."""
+    source = "\n" * (block.line - 1) + block.source
+    try:
+        return compile(source, str(block.path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+    except SyntaxError as exc:
+        raise SnippetError(f"{block.where}: the block is not valid Python: {exc}") from exc
+
+
+def show_source(path: Path) -> None:
+    """Let tracebacks print the lines of ``path`` (a Markdown file is not a module linecache can find)."""
+    text = path.read_text(encoding="utf-8")
+    linecache.cache[str(path)] = (len(text), None, text.splitlines(keepends=True), str(path))
 
 
 def _normal(text: str) -> str:
@@ -366,8 +444,3 @@ def _normal(text: str) -> str:
 
 def pages(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.md"))
-
-
-def run_callable_in(page: PageRun, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` (a coroutine function) on the page's loop; for tests that drive a page by hand."""
-    return page.loop.run_until_complete(fn())

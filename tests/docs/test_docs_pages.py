@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from docs_snippets import REPO, PageRun, pages, python_blocks  # noqa: E402
+from docs_snippets import REPO, PageRun, pages, python_blocks
 
 DOCS = REPO / "docs"
 README = REPO / "README.md"
