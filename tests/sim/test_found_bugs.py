@@ -16,16 +16,20 @@ from stent.errors import StorageUnavailable
 from stent.memory import MemoryStorage
 from stent.model import ClaimRequest, ContextUpdate, Fence, NewTask, StepKey, TaskRecord, TaskState
 from stent.testing.harness import WorkflowHarness
+from stent.worker.lifecycle import WorkerLifecycle
 from stent.worker.machine import (
     Claim,
     ClaimDone,
     DrainRequested,
     Started,
     Stop,
+    TaskEnded,
     Tick,
     WorkerConfig,
     WorkerMachine,
 )
+from stent.worker.options import ServeOptions
+from stent.worker.shell import WorkerShell
 
 
 class StepOutageOnce(MemoryStorage):
@@ -283,3 +287,32 @@ async def test_waiting_task_that_resumes_before_its_suspension_starts_is_not_par
     await asyncio.wait_for(running, 5)
     record = await storage.get_task(parent.task_id)
     assert record is not None and record.state is TaskState.COMPLETED
+
+
+async def test_task_released_before_its_code_started_is_handed_back_and_reported_ended() -> None:
+    """A claimed task stopped before its coroutine ever ran is still handed back and reported ended.
+
+    Found by the simulator (restart and pause faults): a claim came back after the drain timeout, in the same
+    turn of the loop in which the worker's loop woke up, so the worker released the new task at once and
+    cancelled its coroutine before it started.  Its cleanup never ran: the worker kept renewing the lease of a
+    task nobody ran, the execution hung, and the draining worker never stopped.
+    """
+    clock = FakeClock()
+    storage = MemoryStorage()
+    executor = Stent(storage, clock=clock)
+    execution_id = await executor.dispatch(one_step, 5)
+    options = ServeOptions.build(
+        worker_id="w1", queues=None, tags=None, max_concurrency=4, poll_interval=1, poll_interval_max=5,
+        poll_backoff_factor=2, lease_duration=30, heartbeat_interval=10, cleanup_interval=3600,
+        retention_period=86400,
+    )  # fmt: skip
+    shell = WorkerShell(executor._rt(), options, WorkerLifecycle("w1"), frozenset({one_step.name}))
+    await shell._claim(1)  # the claim came back: the task's coroutine exists but has not run yet
+    [task_id] = list(shell._coroutines)
+    shell._stop_task(task_id, "release")  # the drain timeout has passed: hand it back at once
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert any(isinstance(event, TaskEnded) and event.task_id == task_id for event in shell._events)
+    assert task_id not in shell._records and task_id not in shell._coroutines
+    [record] = await storage.list_execution_tasks(execution_id)
+    assert record.state is TaskState.PENDING and record.lease_owner is None

@@ -8,6 +8,7 @@ beyond how to perform a command.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Coroutine, Iterable
 from typing import Any
@@ -233,7 +234,9 @@ class WorkerShell:
             return
         for record in records:
             self._records[record.task_id] = record
-            self._coroutines[record.task_id] = asyncio.ensure_future(self._run(record))
+            coroutine = asyncio.ensure_future(self._run(record))
+            coroutine.add_done_callback(functools.partial(self._run_done, record))
+            self._coroutines[record.task_id] = coroutine
             runtime.metrics.emit("task_claimed", queue=record.queue, step_name=record.function, kind=record.kind.value)
         self._post(ClaimDone(self._now(), limit, tuple(r.task_id for r in records)))
 
@@ -271,6 +274,17 @@ class WorkerShell:
             self._records.pop(task_id, None)
             self._stop_mode.pop(task_id, None)
             self._post(TaskEnded(self._now(), task_id))
+
+    def _run_done(self, record: TaskRecord, coroutine: asyncio.Task[None]) -> None:
+        """A task's coroutine cancelled before it ever ran skipped ``_run``'s cleanup: do it here."""
+        task_id = record.task_id
+        if self._coroutines.get(task_id) is not coroutine:
+            return  # _run cleaned up after itself
+        self._coroutines.pop(task_id, None)
+        self._records.pop(task_id, None)
+        if self._stop_mode.pop(task_id, None) == _RELEASE:
+            self._spawn_io(self._release(record.fence, record.queue))
+        self._post(TaskEnded(self._now(), task_id))
 
     async def _release(self, fence: Fence, queue: str) -> None:
         try:
