@@ -169,3 +169,13 @@ async def test_errors_are_stent_errors_for_the_cli(closed_port_url: str) -> None
     with pytest.raises(StentError):
         await storage.list_workers()
     await storage.close()
+
+
+def test_a_notifier_knows_which_storages_announce_to_it() -> None:
+    """hears_storage: only a notifying storage on the same server, database and schema (channel) counts."""
+    notifier = PostgresNotifier("postgresql://u@h:5432/app?schema=jobs")
+    assert notifier.hears_storage(PostgresStorage("postgresql://u@h:5432/app?schema=jobs&notify=true"))
+    assert not notifier.hears_storage(PostgresStorage("postgresql://u@h:5432/app?schema=jobs"))
+    assert not notifier.hears_storage(PostgresStorage("postgresql://u@h:5432/app?schema=other&notify=true"))
+    assert not notifier.hears_storage(PostgresStorage("postgresql://u@elsewhere:5432/app?schema=jobs&notify=true"))
+    assert not notifier.hears_storage(object())

@@ -87,6 +87,17 @@ class PostgresNotifier:
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
 
+    def hears_storage(self, storage: object) -> bool:
+        """Whether ``storage`` announces its own changes where this notifier listens: a PostgresStorage with
+        ``notify`` on, on the same server, database and channel.  Core can then leave publishing to it."""
+        from stent_postgres.storage import PostgresStorage
+
+        if not isinstance(storage, PostgresStorage) or not storage.settings.notify:
+            return False
+        mine, theirs = self.settings, storage.settings
+        same_server = (mine.host, mine.port, mine.database) == (theirs.host, theirs.port, theirs.database)
+        return same_server and self.channel == storage._channel
+
     @property
     def backend_pid(self) -> int | None:
         """The server process of the listening connection (``pg_stat_activity.pid``), or ``None`` when down."""
