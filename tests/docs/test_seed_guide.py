@@ -555,12 +555,6 @@ async def test_health_endpoint_reports_not_ready_healthy_and_draining(env: SeedE
     await env.until(lambda: env.completed(execution_id))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: worker_status_overview() says ready=False as soon as the only worker drains, so the seed's health"
-    " endpoint answers 503 not_ready instead of 503 draining during a SIGTERM drain (issue 4: the overview is to"
-    " report ready and draining as the guide's health endpoint uses them)",
-)
 @covers("Health Checks")
 async def test_health_endpoint_says_draining_while_the_only_worker_drains(env: SeedEnv) -> None:
     """A process whose one worker drains (SIGTERM) answers 503 draining, the guide's draining branch."""
@@ -644,12 +638,6 @@ def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
     return process.stdout.readline().strip()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a SQLite backend that is never closed keeps the process alive after asyncio.run() returns"
-    " (aiosqlite's connection thread is not a daemon), so the guide's Kubernetes worker on SQLite drains on"
-    " SIGTERM but the pod never exits",
-)
 @covers("Kubernetes Integration")
 def test_kubernetes_worker_process_on_sqlite_exits_after_sigterm(tmp_path: Path) -> None:
     """The guide's Kubernetes worker, as a real process on SQLite, exits once SIGTERM has drained it."""
@@ -785,12 +773,6 @@ async def test_max_concurrent_is_checked_at_claim_time_across_workers(env: SeedE
 # -- Lease Configuration -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: serve(lease_duration=timedelta(minutes=2)) raises ConfigurationError because the default"
-    " heartbeat_interval (2 minutes) is not shorter than the lease; the guide's snippet must run unchanged"
-    " (the default heartbeat should follow a short lease)",
-)
 @covers("lease_duration")
 async def test_short_and_long_leases_both_start(env: SeedEnv) -> None:
     """A 2-minute lease and a 1-hour lease are both accepted with the default heartbeat."""

@@ -509,7 +509,8 @@ class Stent:
         return remove
 
     def worker_status_overview(self) -> dict[str, Any]:
-        """``ready``: some worker is ready and none is starting; ``draining``: some worker drains."""
+        """``ready``: some worker started serving and has not stopped (a draining worker still counts, so a health
+        check can tell "draining" from "not ready"); ``draining``: some worker drains."""
         workers = [
             {
                 "name": lc.name,
@@ -521,7 +522,7 @@ class Stent:
         ]
         states = [lc.state for lc in self._lifecycles.values()]
         return {
-            "ready": any(s is LifecycleState.READY for s in states),
+            "ready": any(s in (LifecycleState.READY, LifecycleState.DRAINING) for s in states),
             "draining": any(s is LifecycleState.DRAINING for s in states),
             "workers": workers,
         }
@@ -536,13 +537,16 @@ class Stent:
         poll_interval_max: float = 5.0,
         poll_backoff_factor: float = 2.0,
         lease_duration: timedelta | float = timedelta(minutes=5),
-        heartbeat_interval: timedelta | float = timedelta(minutes=2),
+        heartbeat_interval: timedelta | float | None = None,
         cleanup_interval: float = 3600.0,
         retention_period: timedelta | float = timedelta(days=7),
         lifecycle: WorkerLifecycle | None = None,
         drain_timeout: timedelta | float | None = None,
     ) -> None:
-        """Run a worker until it is drained (or the task running it is cancelled)."""
+        """Run a worker until it is drained (or the task running it is cancelled).
+
+        ``heartbeat_interval`` defaults to ``lease_duration / 2.5`` (two minutes for the default five-minute lease).
+        """
         if worker_id is None:
             worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         options = ServeOptions.build(
@@ -554,7 +558,7 @@ class Stent:
             poll_interval_max=poll_interval_max,
             poll_backoff_factor=poll_backoff_factor,
             lease_duration=lease_duration,
-            heartbeat_interval=heartbeat_interval,
+            heartbeat_interval=heartbeat_interval,  # None: derived from the lease
             cleanup_interval=cleanup_interval,
             retention_period=retention_period,
             drain_timeout=drain_timeout,

@@ -122,7 +122,13 @@ class Database:
             return self._conn
         self._check_location()
         # isolation_level=None: the driver never opens transactions by itself; we issue BEGIN IMMEDIATE.
-        conn = await aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        pending = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        # aiosqlite runs the connection on a thread of its own; a daemon thread lets a program that never
+        # closed its backend still exit when asyncio.run() returns (committed transactions are already on disk).
+        thread = getattr(pending, "_thread", None)  # aiosqlite keeps its worker thread here (not yet started)
+        if thread is not None and not thread.is_alive():
+            thread.daemon = True
+        conn = await pending
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
             # With WAL, NORMAL loses at most the last commits on power loss, never consistency.

@@ -53,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll-interval-max", type=d, default=5.0, help="longest poll delay when idle (5s)")
     parser.add_argument("--poll-backoff-factor", type=float, default=2.0, help="poll delay growth when idle (2.0)")
     parser.add_argument("--lease-duration", type=d, default=300.0, help="lease on a claimed task (5m)")
-    parser.add_argument("--heartbeat-interval", type=d, default=120.0, help="lease renewal period (2m)")
+    parser.add_argument(
+        "--heartbeat-interval", type=d, default=None, help="lease renewal period (default: lease duration / 2.5)"
+    )
     parser.add_argument("--cleanup-interval", type=d, default=3600.0, help="how often cleanup runs (1h)")
     parser.add_argument("--retention-period", type=d, default=7 * 86400.0, help="finished work kept for (7d)")
     parser.add_argument("--drain-timeout", type=d, default=None, help="longest drain before releasing (none)")

@@ -84,7 +84,7 @@ class ServeOptions:
                 f"poll_backoff_factor must be a finite number of at least 1.0, got {poll_backoff_factor!r}"
             )
         lease = seconds_of("lease_duration", lease_duration)
-        heartbeat = seconds_of("heartbeat_interval", heartbeat_interval)
+        heartbeat = lease / 2.5 if heartbeat_interval is None else seconds_of("heartbeat_interval", heartbeat_interval)
         if heartbeat >= lease:
             raise ConfigurationError(
                 f"heartbeat_interval ({heartbeat}s) must be shorter than lease_duration ({lease}s), or leases"
