@@ -230,6 +230,11 @@ def _arm(name: str, due: str, ready: str) -> str:
     A limited task is a candidate only when its function is locked (a function first seen after the locks were
     taken waits for the next claim) and below its limit.  Reclaiming a running task whose lease expired leaves
     the count as it is, so that needs no lock: the task holds one of the slots already.
+
+    The root task of an execution that is still pending (the one case where the claim writes the execution:
+    it starts it) is a candidate only once its execution row is locked, before the task's, skipping it when
+    someone holds it (a cancellation, say): the execution row is then always locked before task rows, the lock
+    order of every other operation, and a claim never waits for one.
     """
     n = "coalesce((SELECT r.n FROM running AS r WHERE r.function = t.function), 0)"
     return f"""{name} AS (
@@ -243,6 +248,12 @@ def _arm(name: str, due: str, ready: str) -> str:
               AND (t.max_concurrent IS NULL
                    OR (t.function = ANY(v_locked) AND {n} - (t.state = 'running')::integer < t.max_concurrent)
                    OR (t.state = 'running' AND {n} - 1 < t.max_concurrent))
+              AND (t.parent_task_id IS NOT NULL
+                   OR EXISTS (SELECT 1 FROM {{s}}.executions AS e
+                              WHERE e.execution_id = t.execution_id AND e.state <> 'pending')
+                   OR EXISTS (SELECT 1 FROM {{s}}.executions AS e
+                              WHERE e.execution_id = t.execution_id AND e.state = 'pending'
+                              FOR UPDATE SKIP LOCKED))
               AND t.task_id <> ALL(v_taken)
             ORDER BY t.priority DESC, {ready}, t.created_at, t.task_id
             LIMIT v_chunk
