@@ -144,6 +144,7 @@ def test_drain_stops_claiming_suspends_waiters_and_stops_when_empty() -> None:
     commands = m.handle(DrainRequested(1.0))
     assert m.state is LifecycleState.DRAINING
     assert SuspendWaiting(("waiter",)) in commands
+    m.handle(ClaimDone(1.05, 3, ()))  # the claim the freed slot started before the drain still completes
     assert not any(isinstance(c, Claim) for c in m.handle(WorkNotified(1.1)))
     m.handle(TaskEnded(1.2, "waiter"))
     assert m.state is LifecycleState.DRAINING

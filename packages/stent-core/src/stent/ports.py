@@ -140,7 +140,7 @@ class Storage(Protocol):
     async def cancel_task(self, fence: Fence, error: str | None, now: datetime) -> TaskRecord:
         """The task's code stopped because its execution is cancelling or timed out: mark it cancelled.
 
-        Wakes its parent; when nothing of a cancelling execution is left running, the execution is cancelled.
+        Wakes its parent; cancelling the root task of a cancelling execution ends the execution cancelled.
         """
 
     async def expire_step(self, parent: Fence, task_id: str, error: str, now: datetime) -> TaskRecord:

@@ -92,6 +92,7 @@ class Runtime:
         self._unsubscribe: Callable[[], None] | None = None
         self._connected = False
         self._started = False
+        self._announced_by_storage: bool | None = None
         self._reconnect: asyncio.Future[None] | None = None
         self._connect_lock = asyncio.Lock()
 
@@ -159,6 +160,17 @@ class Runtime:
         self._work_listeners.append(listener)
         return lambda: self._work_listeners.remove(listener) if listener in self._work_listeners else None
 
+    def _storage_announces(self) -> bool:
+        """Whether the storage already announces its changes on this notifier's channel (in its transactions)."""
+        if self._announced_by_storage is None:
+            hears = getattr(self.notifier, "hears_storage", None)
+            self._announced_by_storage = bool(
+                "transactional_notifications" in getattr(self.storage, "capabilities", frozenset())
+                and callable(hears)
+                and hears(self.storage)
+            )
+        return self._announced_by_storage
+
     def _on_notification(self, note: Notification) -> None:
         if note.kind == "finished":
             self.waiters.hint()
@@ -201,7 +213,7 @@ class Runtime:
         await self._publish(notes)
 
     async def _publish(self, notes: Sequence[Notification]) -> None:
-        if self.notifier is None or not notes:
+        if self.notifier is None or not notes or self._storage_announces():
             return
         try:
             await self.notifier.publish(notes)

@@ -188,6 +188,7 @@ class WorkerMachine:
         self._next_claim_at: float | None = None
         self._claim_in_flight = False
         self._last_claim_full = False
+        self._last_claim_found_work = False
         self._next_heartbeat_at: float | None = None
         self._renew_in_flight = False
         self._drain_deadline: float | None = None
@@ -254,13 +255,17 @@ class WorkerMachine:
     # -- transitions ---------------------------------------------------------------------------------------
 
     def _rearm_claim(self, now: float) -> None:
-        # A freed slot is worth a claim at once only when the last claim suggested more work is ready.
-        if self._last_claim_full and self._next_claim_at is None:
+        # A freed slot is worth a claim at once when the last claim found work: more may be ready, or held back
+        # only by a max_concurrent limit that this very completion just relaxed.
+        if self._last_claim_found_work and self._next_claim_at is None:
+            self._next_claim_at = now
+        elif self._last_claim_found_work and self._next_claim_at is not None and self._next_claim_at > now:
             self._next_claim_at = now
 
     def _on_claim_done(self, now: float, requested: int, claimed: tuple[str, ...], failed: bool) -> None:
         self._claim_in_flight = False
         self.running.update(claimed)
+        self._last_claim_found_work = bool(claimed) and not failed
         if claimed:
             self.poll_delay = self.config.poll_interval
             self._last_claim_full = len(claimed) >= requested
