@@ -168,3 +168,12 @@ def test_drain_before_start_stops_without_claiming() -> None:
     commands = m.handle(DrainRequested(0.0))
     assert Stop() in commands
     assert not any(isinstance(c, Claim) for c in commands)
+
+
+def test_notification_during_an_empty_claim_is_not_lost() -> None:
+    """Work announced while a claim is in flight is claimed right after that claim returns empty."""
+    m = machine()
+    m.handle(Started(0.0))  # claim 1 in flight
+    m.handle(WorkNotified(0.1))
+    commands = m.handle(ClaimDone(0.2, 4, ()))
+    assert Claim(4) in commands

@@ -548,7 +548,11 @@ class Stent:
         ``heartbeat_interval`` defaults to ``lease_duration / 2.5`` (two minutes for the default five-minute lease).
         """
         if worker_id is None:
-            worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            # A named lifecycle names its worker; otherwise host, process and a random suffix.
+            if isinstance(lifecycle, WorkerLifecycle):
+                worker_id = lifecycle.name
+            else:
+                worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         options = ServeOptions.build(
             worker_id=worker_id,
             queues=queues,
@@ -573,7 +577,7 @@ class Stent:
             raise ConfigurationError(f"lifecycle {lifecycle.name!r} was already used by a worker; create a new one")
         if lifecycle.drain_timeout is None and options.drain_timeout is not None:
             lifecycle.drain_timeout = options.drain_timeout
-        functions = frozenset(registered_functions())
+        functions = None  # the worker claims whatever durable functions are registered at each claim
         shell = WorkerShell(
             self._rt(),
             options,

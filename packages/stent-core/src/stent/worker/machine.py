@@ -189,6 +189,7 @@ class WorkerMachine:
         self._claim_in_flight = False
         self._last_claim_full = False
         self._last_claim_found_work = False
+        self._notified_during_claim = False
         self._next_heartbeat_at: float | None = None
         self._renew_in_flight = False
         self._drain_deadline: float | None = None
@@ -243,6 +244,8 @@ class WorkerMachine:
             case WorkNotified(now):
                 self.poll_delay = self.config.poll_interval
                 self._next_claim_at = now
+                # A claim already on its way may have looked before this work existed: look again after it.
+                self._notified_during_claim = self._claim_in_flight
             case RenewDone():
                 return self._on_renew_done(event)
             case DrainRequested(now, timeout):
@@ -257,9 +260,7 @@ class WorkerMachine:
     def _rearm_claim(self, now: float) -> None:
         # A freed slot is worth a claim at once when the last claim found work: more may be ready, or held back
         # only by a max_concurrent limit that this very completion just relaxed.
-        if self._last_claim_found_work and self._next_claim_at is None:
-            self._next_claim_at = now
-        elif self._last_claim_found_work and self._next_claim_at is not None and self._next_claim_at > now:
+        if self._last_claim_found_work and (self._next_claim_at is None or self._next_claim_at > now):
             self._next_claim_at = now
 
     def _on_claim_done(self, now: float, requested: int, claimed: tuple[str, ...], failed: bool) -> None:
@@ -276,6 +277,10 @@ class WorkerMachine:
             self.poll_delay = min(self.poll_delay * self.config.poll_backoff_factor, self.config.poll_interval_max)
         if failed:
             self._last_claim_full = False
+        if self._notified_during_claim:
+            self._notified_during_claim = False
+            self.poll_delay = self.config.poll_interval
+            self._next_claim_at = now
 
     def _on_renew_done(self, event: RenewDone) -> list[Command]:
         self._renew_in_flight = False

@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Iterable
 from typing import Any
 
 from stent._async import wait_event_or_timeout
+from stent.engine.durable import registered_functions
 from stent.engine.operations import install_sleep_promotion, uninstall_sleep_promotion
 from stent.engine.runner import TaskAbandoned, TaskRunner
 from stent.errors import StentError
@@ -59,7 +60,7 @@ class WorkerShell:
         runtime: Runtime,
         options: ServeOptions,
         lifecycle: WorkerLifecycle,
-        functions: frozenset[str],
+        functions: frozenset[str] | None,
         *,
         suspend_after: float = 60.0,
         promote_sleep: bool = True,
@@ -220,7 +221,8 @@ class WorkerShell:
         runtime = self.runtime
         request = ClaimRequest(
             worker_id=self.options.worker_id,
-            functions=self.functions,
+            # None: whatever is registered now, so functions imported after serve() started are claimed too.
+            functions=self.functions if self.functions is not None else frozenset(registered_functions()),
             limit=limit,
             lease_seconds=self.options.lease_duration,
             queues=self.options.queues,
