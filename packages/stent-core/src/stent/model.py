@@ -163,6 +163,40 @@ class TaskRecord:
         return Fence(self.task_id, self.fencing_token)
 
 
+def task_record_for(
+    new: NewTask,
+    execution_id: str,
+    now: datetime,
+    *,
+    parent_task_id: str | None = None,
+    key: StepKey | None = None,
+) -> TaskRecord:
+    """The record storage creates for a root task or a step: every adapter stores exactly these fields."""
+    return TaskRecord(
+        task_id=new.task_id,
+        execution_id=execution_id,
+        function=new.function,
+        kind=new.kind,
+        state=new.state,
+        queue=new.queue,
+        tags=new.tags,
+        priority=new.priority,
+        args=new.args,
+        attempt=1,
+        max_attempts=new.max_attempts,
+        max_concurrent=new.max_concurrent,
+        options=new.options,
+        scheduled_for=new.scheduled_for or now,
+        created_at=now,
+        updated_at=now,
+        parent_task_id=parent_task_id,
+        parent_attempt=key.parent_attempt if key else None,
+        step=key.step if key else None,
+        result=new.result,
+        finished_at=now if new.state.terminal else None,
+    )
+
+
 @attrs.frozen
 class ExecutionRecord:
     execution_id: str

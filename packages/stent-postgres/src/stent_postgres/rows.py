@@ -22,6 +22,7 @@ from stent.model import (
     TaskRecord,
     TaskState,
     WorkerInfo,
+    task_record_for,
 )
 
 TASK_COLUMNS = (
@@ -167,29 +168,7 @@ def task_from_new(
     """The record storage creates for a root task or a step (the same fields the reference storage sets)."""
     check_time(now)
     check_time(new.scheduled_for)
-    return TaskRecord(
-        task_id=new.task_id,
-        execution_id=execution_id,
-        function=new.function,
-        kind=new.kind,
-        state=new.state,
-        queue=new.queue,
-        tags=new.tags,
-        priority=new.priority,
-        args=new.args,
-        attempt=1,
-        max_attempts=new.max_attempts,
-        max_concurrent=new.max_concurrent,
-        options=new.options,
-        scheduled_for=new.scheduled_for or now,
-        created_at=now,
-        updated_at=now,
-        parent_task_id=parent_task_id,
-        parent_attempt=key.parent_attempt if key else None,
-        step=key.step if key else None,
-        result=new.result,
-        finished_at=now if new.state.terminal else None,
-    )
+    return task_record_for(new, execution_id, now, parent_task_id=parent_task_id, key=key)
 
 
 def task_from_row(row: Mapping[str, Any]) -> TaskRecord:

@@ -16,13 +16,12 @@ from stent.model import (
     DeadLetter,
     ExecutionRecord,
     ExecutionState,
-    NewTask,
     SignalRecord,
-    StepKey,
     TaskKind,
     TaskRecord,
     TaskState,
     WorkerInfo,
+    task_record_for,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -127,38 +126,8 @@ def encode_list(values: Sequence[Any]) -> str:
     return json.dumps(list(values), ensure_ascii=False)
 
 
-def task_from_new(
-    new: NewTask,
-    execution_id: str,
-    now: datetime,
-    *,
-    parent_task_id: str | None = None,
-    key: StepKey | None = None,
-) -> TaskRecord:
-    """The record storage creates for a root task or a step (the same fields the reference storage sets)."""
-    return TaskRecord(
-        task_id=new.task_id,
-        execution_id=execution_id,
-        function=new.function,
-        kind=new.kind,
-        state=new.state,
-        queue=new.queue,
-        tags=new.tags,
-        priority=new.priority,
-        args=new.args,
-        attempt=1,
-        max_attempts=new.max_attempts,
-        max_concurrent=new.max_concurrent,
-        options=new.options,
-        scheduled_for=new.scheduled_for or now,
-        created_at=now,
-        updated_at=now,
-        parent_task_id=parent_task_id,
-        parent_attempt=key.parent_attempt if key else None,
-        step=key.step if key else None,
-        result=new.result,
-        finished_at=now if new.state.terminal else None,
-    )
+task_from_new = task_record_for
+"""The record storage creates for a root task or a step (stent.model.task_record_for)."""
 
 
 def task_params(task: TaskRecord) -> tuple[Any, ...]:

@@ -35,6 +35,7 @@ from stent.model import (
     TaskKind,
     TaskRecord,
     TaskState,
+    task_record_for,
 )
 
 
@@ -50,40 +51,6 @@ class MemoryStorage(MemoryOperations, MemoryState):
         self.closed = True
 
     # -- helpers ---------------------------------------------------------------------------------------------
-
-    def _task_from_new(
-        self,
-        new: NewTask,
-        execution_id: str,
-        now: datetime,
-        *,
-        parent: TaskRecord | None = None,
-        key: StepKey | None = None,
-    ) -> TaskRecord:
-        finished = new.state.terminal
-        return TaskRecord(
-            task_id=new.task_id,
-            execution_id=execution_id,
-            function=new.function,
-            kind=new.kind,
-            state=new.state,
-            queue=new.queue,
-            tags=new.tags,
-            priority=new.priority,
-            args=new.args,
-            attempt=1,
-            max_attempts=new.max_attempts,
-            max_concurrent=new.max_concurrent,
-            options=new.options,
-            scheduled_for=new.scheduled_for or now,
-            created_at=now,
-            updated_at=now,
-            parent_task_id=parent.task_id if parent else None,
-            parent_attempt=key.parent_attempt if key else None,
-            step=key.step if key else None,
-            result=new.result,
-            finished_at=now if finished else None,
-        )
 
     def _fenced(self, fence: Fence) -> TaskRecord:
         task = self._tasks.get(fence.task_id)
@@ -118,7 +85,7 @@ class MemoryStorage(MemoryOperations, MemoryState):
         existing = self._executions.get(new.execution_id)
         if existing is not None:
             return existing, False
-        root = self._task_from_new(new.root, new.execution_id, now)
+        root = task_record_for(new.root, new.execution_id, now)
         execution = ExecutionRecord(
             execution_id=new.execution_id,
             root_task_id=root.task_id,
@@ -151,7 +118,7 @@ class MemoryStorage(MemoryOperations, MemoryState):
             if existing_id is not None:
                 out.append(self._tasks[existing_id])
                 continue
-            task = self._task_from_new(new, owner.execution_id, now, parent=owner, key=key)
+            task = task_record_for(new, owner.execution_id, now, parent_task_id=owner.task_id, key=key)
             self._insert(task)
             self._steps[key] = task.task_id
             if task.kind is TaskKind.SIGNAL:
