@@ -146,7 +146,7 @@ def _worker_options(
 
 
 def _run_in_thread(config: FleetConfig) -> SimResult:
-    box: list[Any] = []
+    box: list[SimResult | BaseException] = []
 
     def target() -> None:
         try:

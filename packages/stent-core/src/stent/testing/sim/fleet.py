@@ -188,7 +188,7 @@ class Simulation:
         clock = SimClock(self.loop, slot.offset, idle_tasks=self.idle_tasks)
         self.clocks[node] = clock
         executor = Stent(
-            SimStorage(self.storage, node, self, faulty=True),  # type: ignore[arg-type]
+            SimStorage(self.storage, node, self, faulty=True),
             notification_backend=SimNotifier(self.bus, node),
             clock=clock,
             rng=random.Random(f"{self.config.seed}:rng:{node}"),
@@ -298,7 +298,7 @@ class Simulation:
         clock = SimClock(self.loop, 0.0, idle_tasks=self.idle_tasks)
         self.clocks[client_node] = clock
         client = Stent(
-            SimStorage(self.storage, client_node, self, faulty=False),  # type: ignore[arg-type]
+            SimStorage(self.storage, client_node, self, faulty=False),
             notification_backend=SimNotifier(self.bus, client_node),
             clock=clock,
             rng=random.Random(f"{self.config.seed}:rng:client"),
@@ -321,8 +321,9 @@ class Simulation:
         self.record(f"END after {self.calls} storage calls, digest {self.digest}")
 
     def _driver_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self.errors.append(task.exception())  # type: ignore[arg-type]
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self.errors.append(error)
             self._done.set()
 
     async def teardown(self) -> None:

@@ -58,6 +58,10 @@ class Dispatch:
         return f"Dispatch({name}, *{self.args!r}, at={self.at:g})"
 
 
+def _signal_at(value: float | str | timedelta) -> float:
+    return parse_duration(value, allow_zero=True, name="Signal at")
+
+
 @attrs.frozen
 class Signal:
     """Send signal ``name`` with ``payload`` at virtual time ``at`` to an execution.
@@ -68,7 +72,7 @@ class Signal:
     name: str
     payload: Any = None
     to: int | str = 0
-    at: float = attrs.field(default=0.0, converter=lambda v: parse_duration(v, allow_zero=True, name="Signal at"))
+    at: float = attrs.field(default=0.0, converter=_signal_at)
 
 
 class SimControl:
