@@ -10,7 +10,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import attrs
@@ -52,9 +52,9 @@ class ExecutionStatus:
     function: str
     state: ExecutionState
     queue: str
-    created_at: Any
-    updated_at: Any
-    finished_at: Any = None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
     error: str | None = None
     error_type: str | None = None
     counters: dict[str, int] = attrs.Factory(dict)
@@ -72,9 +72,9 @@ class StepProgress:
     kind: str
     state: str
     attempt: int
-    created_at: Any
-    started_at: Any
-    finished_at: Any
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 class Stent:
@@ -85,7 +85,7 @@ class Stent:
 
     backends = Backends
     notifications = Notifications
-    durable = staticmethod(durable)
+    durable = durable  # a DurableDecorator, not a function: it needs no staticmethod to stay unbound
     sleep = staticmethod(operations.sleep)
     wait_for_signal = staticmethod(operations.wait_for_signal)
     context = staticmethod(operations.context)

@@ -233,11 +233,11 @@ async def _cancel(args: argparse.Namespace) -> int:
     async with common.opened(common.storage_url(args, "cancel"), notifier=common.notifier_url(args)) as executor:
         try:
             changed = await executor.cancel(args.execution_id)
+            state = (await executor.state_of(args.execution_id)).state.value
         except ExecutionNotFound:
             raise CommandError(
                 f"no execution with id {args.execution_id!r}; list executions with `stent list`", common.NOT_FOUND
             ) from None
-        state = (await executor.backend.get_execution(args.execution_id)).state.value  # type: ignore[union-attr]
     # Already cancelled (or being cancelled) is what was asked for; any other end is a failure to cancel.
     ok = changed or state in ("cancelling", "cancelled")
     if args.json:

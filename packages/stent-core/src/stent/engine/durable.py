@@ -192,36 +192,48 @@ async def _auto_dispatch(fn: DurableFunction[Any, R], args: Sequence[Any], kwarg
     return typing.cast(R, await executor.wait_for(execution_id))
 
 
-@overload
-def durable(func: Callable[P, Awaitable[R]], /) -> DurableFunction[P, R]: ...
+class DurableDecorator:
+    """``@durable`` or ``@durable(queue=..., ...)``: make an async function a :class:`DurableFunction`.
+
+    An object rather than a function so that ``Stent.durable`` can be this very object (nothing binds to it) and
+    type checkers see both forms of the decorator, each keeping the decorated function's signature.
+    """
+
+    @overload
+    def __call__(self, func: Callable[P, Awaitable[R]], /) -> DurableFunction[P, R]: ...
+
+    @overload
+    def __call__(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        tags: Iterable[str] = (),
+        priority: int = 0,
+        max_concurrent: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeout: float | timedelta | str | None = None,
+        max_duration: float | timedelta | str | None = None,
+        expiry: float | timedelta | str | None = None,
+        idempotent: bool = False,
+        cached: bool = False,
+        idempotency_key_func: Callable[..., str] | None = None,
+        version: str | int | None = None,
+        cache_ttl: float | timedelta | str | None = None,
+    ) -> Callable[[Callable[P, Awaitable[R]]], DurableFunction[P, R]]: ...
+
+    def __call__(self, func: Any = None, /, **options: Any) -> Any:
+        if func is None:
+            return lambda f: DurableFunction(f, **options)
+        if not callable(func):
+            raise ConfigurationError(
+                f"@Stent.durable takes options as keywords (queue=..., tags=...), got a positional {func!r}"
+            )
+        return DurableFunction(func, **options)
+
+    def __repr__(self) -> str:
+        return "<decorator stent.durable>"
 
 
-@overload
-def durable(
-    *,
-    name: str | None = None,
-    queue: str = "default",
-    tags: Iterable[str] = (),
-    priority: int = 0,
-    max_concurrent: int | None = None,
-    retry_policy: RetryPolicy | None = None,
-    timeout: float | timedelta | str | None = None,
-    max_duration: float | timedelta | str | None = None,
-    expiry: float | timedelta | str | None = None,
-    idempotent: bool = False,
-    cached: bool = False,
-    idempotency_key_func: Callable[..., str] | None = None,
-    version: str | int | None = None,
-    cache_ttl: float | timedelta | str | None = None,
-) -> Callable[[Callable[P, Awaitable[R]]], DurableFunction[P, R]]: ...
-
-
-def durable(func: Any = None, /, **options: Any) -> Any:
-    """Make an async function durable; usable as ``@durable`` or ``@durable(queue=..., ...)``."""
-    if func is None:
-        return lambda f: DurableFunction(f, **options)
-    if not callable(func):
-        raise ConfigurationError(
-            f"@Stent.durable takes options as keywords (queue=..., tags=...), got a positional {func!r}"
-        )
-    return DurableFunction(func, **options)
+durable = DurableDecorator()
