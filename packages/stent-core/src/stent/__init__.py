@@ -4,6 +4,8 @@ Decorate async functions with ``@Stent.durable``; awaiting one from another reco
 a storage backend, so the whole call tree survives crashes, restarts and deploys.
 """
 
+import importlib.metadata
+
 from stent.engine.context import current_task
 from stent.engine.durable import DurableFunction, durable
 from stent.errors import (
@@ -34,7 +36,10 @@ from stent.retry import RetryPolicy
 from stent.worker.lifecycle import WorkerLifecycle
 from stent.worker.machine import LifecycleState
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml; an install records it in the metadata read here
+    __version__ = importlib.metadata.version("stent-core")
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ActivityTimeout",

@@ -7,13 +7,17 @@ direct construction, and is loaded (with nats-py) only when first used.
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stent_nats.notifier import NatsNotifier
     from stent_nats.settings import NatsSettings
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml; an install records it in the metadata read here
+    __version__ = importlib.metadata.version("stent-nats")
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["NatsNotifier", "NatsSettings", "__version__"]
 

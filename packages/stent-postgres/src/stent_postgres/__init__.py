@@ -6,13 +6,17 @@ does to register the ``postgresql://`` scheme) never imports the driver.
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stent_postgres.notifier import PostgresNotifier
     from stent_postgres.storage import PostgresStorage
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml; an install records it in the metadata read here
+    __version__ = importlib.metadata.version("stent-postgres")
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 __all__ = ["PostgresNotifier", "PostgresStorage", "__version__"]
 
 

@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stent_sqlite.storage import SQLiteStorage
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml; an install records it in the metadata read here
+    __version__ = importlib.metadata.version("stent-sqlite")
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 __all__ = ["SQLiteStorage", "__version__"]
 
 

@@ -18,8 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stent import __version__
 from stent.cli import common
+from stent.cli.version import VersionAction
 
 log = logging.getLogger("stent.cli")
 
@@ -36,7 +36,7 @@ def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stent", description="Durable functions for Python asyncio: run and operate workers.", epilog=EPILOG
     )
-    parser.add_argument("--version", action="version", version=f"stent {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument(
         "--storage",
         default=os.environ.get(common.STORAGE_ENV),
