@@ -1,4 +1,5 @@
-"""Internal links of docs/ and README.md: every relative link reaches a file, every #anchor a heading."""
+"""Internal links of docs/, README.md and examples/README.md: every relative link reaches a file, every #anchor a
+heading (by GitHub's rules for heading anchors)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from docs_snippets import REPO, pages
 
 DOCS = REPO / "docs"
 README = REPO / "README.md"
-PAGES = [*pages(DOCS), README]
+EXAMPLES_README = REPO / "examples" / "README.md"
+PAGES = [*pages(DOCS), README, EXAMPLES_README]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _INLINE_CODE = re.compile(r"`[^`]*`")
@@ -23,8 +25,8 @@ _LINK = re.compile(r"(?<!!)\[(?P<text>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"
 _HEADING = re.compile(r"^(#{1,6})\s+(?P<title>.+?)\s*#*\s*$")
 
 
-def prose_lines(path: Path) -> list[tuple[int, str]]:
-    """The page's lines outside code fences, with inline code removed, numbered from 1."""
+def prose_lines(path: Path, *, keep_code: bool = False) -> list[tuple[int, str]]:
+    """The page's lines outside code fences, numbered from 1; inline code removed unless ``keep_code``."""
     lines: list[tuple[int, str]] = []
     fence: str | None = None
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -37,7 +39,7 @@ def prose_lines(path: Path) -> list[tuple[int, str]]:
                 fence = None
             continue
         if fence is None:
-            lines.append((number, _INLINE_CODE.sub("", line)))
+            lines.append((number, line if keep_code else _INLINE_CODE.sub("", line)))
     return lines
 
 
@@ -51,7 +53,7 @@ def slug(title: str) -> str:
 def anchors(path: Path) -> set[str]:
     seen: Counter[str] = Counter()
     found: set[str] = set()
-    for _, line in prose_lines(path):
+    for _, line in prose_lines(path, keep_code=True):  # a heading's inline code is part of its anchor
         heading = _HEADING.match(line)
         if heading:
             base = slug(heading.group("title"))
@@ -69,6 +71,28 @@ def test_slugs_follow_githubs_rules() -> None:
     assert slug("Cluster-wide limits: max_concurrent") == "cluster-wide-limits-max_concurrent"
     assert slug("Lifecycle: readiness and draining") == "lifecycle-readiness-and-draining"
     assert slug("`serve()` options") == "serve-options"
+    assert slug("`@Stent.durable(...)`") == "stentdurable"
+    assert slug('What "exactly once" means here') == "what-exactly-once-means-here"
+
+
+def test_anchors_keep_inline_code_and_number_repeated_headings(tmp_path: Path) -> None:
+    """A heading made of inline code has its anchor, and a repeated heading gets -1, -2 as on GitHub."""
+    page = tmp_path / "page.md"
+    page.write_text("# Title\n\n## `serve(...)`\n\n```python\n# not a heading\n```\n\n## Notes\n\n## Notes\n")
+    assert anchors(page) == {"title", "serve", "notes", "notes-1"}
+
+
+def test_a_link_to_a_missing_heading_or_file_is_reported(tmp_path: Path) -> None:
+    """The checker names the line, the link and what is missing."""
+    (tmp_path / "other.md").write_text("# Other\n")
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\nSee [other](other.md#nope), [gone](gone.md) and [here](#page).\n")
+    with pytest.raises(AssertionError) as failed:
+        test_relative_links_reach_files_and_headings(page)
+    report = str(failed.value)
+    assert "line 3: other.md#nope -> no heading with anchor #nope in other.md" in report
+    assert "line 3: gone.md -> no such file" in report
+    assert "#page" not in report
 
 
 @pytest.mark.parametrize("path", PAGES, ids=lambda p: str(p.relative_to(REPO)))
