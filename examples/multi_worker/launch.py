@@ -101,10 +101,12 @@ async def start_workers(
         worker = WorkerProcess(f"worker-{n}", process)
         worker.pumps.append(asyncio.create_task(pump(process.stderr, None, echo=worker.name)))
         workers.append(worker)
+    deadline = asyncio.get_running_loop().time() + args.timeout
     for worker in workers:  # they start in parallel; each says "stent worker worker-N ready (...)" when claiming
         assert worker.process.stdout is not None
         try:
-            line = (await asyncio.wait_for(worker.process.stdout.readline(), args.timeout)).decode()
+            async with asyncio.timeout_at(deadline):
+                line = (await worker.process.stdout.readline()).decode()
         except TimeoutError:
             raise Failed(f"{worker.name} did not get ready within {args.timeout:g} s") from None
         if " ready " not in line:
@@ -115,8 +117,9 @@ async def start_workers(
 
 
 async def stop_workers(workers: list[WorkerProcess], timeout: float) -> list[str]:
-    """SIGTERM every worker, wait for each to drain and exit; return what went wrong."""
+    """SIGTERM every worker, wait (``timeout`` in all) for each to drain and exit; return what went wrong."""
     problems = []
+    deadline = asyncio.get_running_loop().time() + timeout
     for worker in workers:
         if worker.process.returncode is not None:  # it never started, or crashed
             problems.append(f"{worker.name} exited {worker.process.returncode} before it was asked to stop")
@@ -124,7 +127,8 @@ async def stop_workers(workers: list[WorkerProcess], timeout: float) -> list[str
             worker.process.send_signal(signal.SIGTERM)
     for worker in workers:
         try:
-            code = await asyncio.wait_for(worker.process.wait(), timeout)
+            async with asyncio.timeout_at(deadline):
+                code = await worker.process.wait()
         except TimeoutError:
             worker.process.kill()
             code = await worker.process.wait()

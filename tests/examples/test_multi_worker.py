@@ -3,7 +3,9 @@ or NATS, sharing one batch and draining on SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -20,14 +22,23 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def launch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(LAUNCH), *args],
-        capture_output=True,
+    """Run the launcher in a process group of its own, so a hung run takes its workers down with it."""
+    command = [sys.executable, str(LAUNCH), *args]
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=90,
         cwd=LAUNCH.parent,
-        check=False,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            pytest.fail(f"the launcher did not finish within 90 s\n{out}\n{err}")
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 @pytest.fixture
@@ -48,7 +59,7 @@ async def test_workers_share_the_batch_and_drain_on_sigterm(services, storage_ur
     """Every document is processed, by more than one worker process, and every worker drains and exits 0."""
     getattr(services, notifier)()  # skips (or fails under STENT_REQUIRE_SERVICES=1) when the server is down
     done = launch("--storage", storage_url, "--notifier", notifier, "--workers", "3", "--documents", "12",
-                  "--concurrency", "2", "--timeout", "30")  # fmt: skip
+                  "--concurrency", "2", "--timeout", "20")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "12 of 12 documents processed" in done.stdout
     ran = {
