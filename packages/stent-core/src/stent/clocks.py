@@ -77,8 +77,11 @@ class FakeClock:
         """Move time forward and wake every sleeper whose time has come."""
         if isinstance(seconds, timedelta):
             seconds = seconds.total_seconds()
-        if seconds < 0:
-            raise ValueError("FakeClock cannot go backwards")
+        if not seconds >= 0:  # also refuses NaN
+            raise ValueError(
+                f"FakeClock.advance() got {seconds:g} seconds, but a clock cannot go backwards: pass a duration of"
+                " 0 or more (to start from an earlier time, make a new FakeClock(start=...))"
+            )
         self._elapsed += seconds
         while self._sleepers and self._sleepers[0][0] <= self._elapsed:
             _, _, future = heapq.heappop(self._sleepers)

@@ -1,14 +1,19 @@
-"""stent's pytest plugin: runs ``async def`` tests and fixtures with plain pytest, no pytest-asyncio needed.
+"""stent's pytest plugin: the fixtures for testing your workflows, and a runner for ``async def`` tests and
+fixtures with plain pytest, no pytest-asyncio needed.
 
 Enable it in your top-level ``conftest.py`` (it is never loaded automatically)::
 
     pytest_plugins = ["stent.testing.pytest_plugin"]
 
-(``stent.testing.conformance.plugin`` loads it for you.)  Then coroutine test functions run, each on an event loop
-of its own, and ``async def`` fixtures, plain or yielding, run on the loop of the test that uses them, so a
-fixture's connections and the test share one loop.  Only function-scoped async fixtures are supported.
+(``stent.testing.conformance.plugin`` loads it for you.)  It loads :mod:`stent.testing.fixtures` (``stent_clock``,
+``stent_executor``, ``stent_sqlite_executor``, ``stent_worker``, ``stent_simulator``...; see that module), which
+also loads the simulator's ``sim`` fixture.
 
-When pytest-asyncio is active this plugin does nothing at all and pytest-asyncio runs everything, as its
+Coroutine test functions run, each on an event loop of its own, and ``async def`` fixtures, plain or yielding, run
+on the loop of the test that uses them, so a fixture's connections and the test share one loop.  Only
+function-scoped async fixtures are supported.
+
+When pytest-asyncio is active the runner does nothing at all and pytest-asyncio runs everything, as its
 configuration says (``asyncio_mode`` and so on).  Disable pytest-asyncio (``-p no:asyncio``) or uninstall it and
 this plugin takes over.  In pytest-asyncio's strict mode declare async fixtures with
 :func:`stent.testing.async_support.async_fixture`, which is ``pytest_asyncio.fixture`` when pytest-asyncio is
@@ -23,6 +28,8 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
+
+pytest_plugins = ["stent.testing.fixtures"]
 
 _ACTIVE = pytest.StashKey[bool]()
 _RUNNER = pytest.StashKey[asyncio.Runner]()
