@@ -1,4 +1,4 @@
-"""The testing kit declares what it imports: stent-core's dependencies and its ``testing`` extra, nothing hidden."""
+"""The testing kit imports only what it declares: stent-core's dependencies and its ``testing`` extra."""
 
 from __future__ import annotations
 

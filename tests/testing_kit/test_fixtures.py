@@ -17,6 +17,7 @@ from stent.model import ExecutionState
 from stent.testing.fixtures import SEED
 from stent.testing.harness import WorkflowHarness
 from stent.testing.sim import SimResult
+from stent.testing.sim.pytest_plugin import SimFixture
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -35,7 +36,7 @@ async def test_the_executor_runs_on_the_fake_clock_memory_storage_and_a_seeded_r
 
 
 async def test_a_month_long_workflow_with_a_retry_finishes_at_once(stent_worker: WorkflowHarness) -> None:
-    """run() fires the retry 30 s after the failure and the 30-day sleep, in virtual time, in well under a second."""
+    """run() fires the retry 30 s after the failure and the 30-day sleep in virtual time, in under a second."""
     CALLS.clear()
     began = time.perf_counter()
     assert await stent_worker.run(subscription, "o-1") == "charged o-1, renewed"
@@ -93,7 +94,7 @@ async def test_a_dead_workers_task_is_taken_over_when_its_lease_expires(stent_ex
     async def gone(*_: object) -> None:
         raise ConnectionError("the process was killed")
 
-    stent_executor.backend.release_task = gone  # type: ignore[method-assign]  # a killed process writes nothing
+    stent_executor.backend.release_task = gone  # type: ignore[method-assign,assignment]  # killed: writes nothing
     doomed = harness.workers.pop()[1]
     doomed.cancel()
     await asyncio.gather(doomed, return_exceptions=True)
@@ -116,11 +117,11 @@ async def test_the_harness_leaves_an_executor_it_was_given_open(stent_executor: 
     assert (await stent_executor.list_executions()).total == 0
 
 
-def test_the_simulator_fixture_runs_a_fleet_with_crashes(stent_simulator: object, sim: object) -> None:
+def test_the_simulator_fixture_runs_a_fleet_with_crashes(stent_simulator: SimFixture, sim: SimFixture) -> None:
     """stent_simulator is the simulator's fixture: a month-long workflow survives crashing workers."""
     assert stent_simulator is sim
     CALLS.clear()
-    result = stent_simulator.run([(subscription, "o-6")], workers=2, faults="crash", duration="40d")  # type: ignore[attr-defined]
+    result = stent_simulator.run([(subscription, "o-6")], workers=2, faults="crash", duration="40d")
     assert isinstance(result, SimResult)
     assert result.outcome(0).value == "charged o-6, renewed"
 

@@ -4,18 +4,14 @@ Loaded by :mod:`stent.testing.pytest_plugin`; enable it in your top-level ``conf
 
     pytest_plugins = ["stent.testing.pytest_plugin"]
 
-==========================  ==========================================================================================
-fixture                     what it gives a test
-==========================  ==========================================================================================
-``stent_clock``             a :class:`~stent.clocks.FakeClock`: time stands still until advanced
-``stent_executor``          a :class:`~stent.Stent` on in-memory storage, with ``stent_clock`` and a seeded random source
-``stent_sqlite_executor``   the same on a SQLite file in the test's ``tmp_path`` (needs stent-sqlite installed)
-``stent_worker``            a :class:`~stent.testing.harness.WorkflowHarness` on ``stent_executor`` with one worker
-                            serving in the background (drained at teardown): ``run``, ``finish``, ``advance``,
-                            ``steps``; idle virtual time passes in one jump
-``stent_worker_options``    the ``serve()`` options of that worker (override it to change them)
-``stent_simulator``         the simulator (:class:`~stent.testing.sim.pytest_plugin.SimFixture`, also named ``sim``)
-==========================  ==========================================================================================
+- ``stent_clock``: a :class:`~stent.clocks.FakeClock`; time stands still until advanced.
+- ``stent_executor``: a :class:`~stent.Stent` on in-memory storage and ``stent_clock``, with a seeded ``rng``.
+- ``stent_sqlite_executor``: the same on a SQLite file in the test's ``tmp_path`` (needs stent-sqlite installed).
+- ``stent_worker``: a :class:`~stent.testing.harness.WorkflowHarness` on ``stent_executor`` with one worker serving
+  in the background (drained at teardown): ``run``, ``finish``, ``advance``, ``steps``; idle virtual time passes in
+  one jump.
+- ``stent_worker_options``: the ``serve()`` options of that worker (override the fixture to change them).
+- ``stent_simulator``: the simulator (:class:`~stent.testing.sim.pytest_plugin.SimFixture`, also named ``sim``).
 
 To run ``stent_worker`` on SQLite, override ``stent_executor`` to return ``stent_sqlite_executor``.  The async
 fixtures run under stent's own runner with plain pytest, and under pytest-asyncio when it is active.

@@ -169,7 +169,8 @@ class WorkflowHarness:
                 if idle == math.inf:
                     waits = await why_stuck(self.storage, execution_id, self._claimers())
                     raise WorkflowStuck(
-                        f"execution {execution_id} is {state.value} and cannot go on by itself; it waits for {waits}"
+                        f"execution {execution_id} is {state.value} and cannot go on by itself;"
+                        f" it waits for {waits}"
                     )
                 if idle is not None:
                     delta = idle  # straight to the moment storage has work
@@ -178,7 +179,7 @@ class WorkflowHarness:
         raise AssertionError(f"execution {execution_id} still {state.value} after {spent:g}s of virtual time")
 
     async def run(self, fn: DurableFunction[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
-        """Dispatch ``fn(*args, **kwargs)`` (``dispatch()`` options allowed), run it to the end, return its result."""
+        """Dispatch ``fn(*args, **kwargs)`` (``dispatch()`` options too), run it to the end, return its result."""
         return await self.finish(await self.executor.dispatch(fn, *args, **kwargs))
 
     async def steps(self, execution_id: str) -> list[Step]:
