@@ -117,6 +117,22 @@ async def test_the_harness_leaves_an_executor_it_was_given_open(stent_executor: 
     assert (await stent_executor.list_executions()).total == 0
 
 
+async def test_stopping_mid_workflow_gives_running_work_back_at_once(stent_executor: Stent) -> None:
+    """A test that ends while a task still runs does not wait for it: the drain gives the task back."""
+    CALLS.clear()
+    GATE.append(asyncio.Event())  # never set: the task would run forever
+    harness = WorkflowHarness(executor=stent_executor, skip_idle_time=True)
+    await harness.start_worker()
+    execution_id = await stent_executor.dispatch(held, "o-9")
+    await harness.wait_until(lambda: CALLS["held:o-9"] == 1)
+    began = time.perf_counter()
+    await harness.stop()
+    assert time.perf_counter() - began < 2.0
+    assert stent_executor.worker_status_overview()["ready"] is False
+    [task] = await stent_executor.backend.list_execution_tasks(execution_id)
+    assert (task.state.value, task.lease_owner) == ("pending", None)
+
+
 def test_the_simulator_fixture_runs_a_fleet_with_crashes(stent_simulator: SimFixture, sim: SimFixture) -> None:
     """stent_simulator is the simulator's fixture: a month-long workflow survives crashing workers."""
     assert stent_simulator is sim
