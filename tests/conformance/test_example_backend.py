@@ -21,7 +21,7 @@ SUMMARY = [
     "declared: durable",
     "shared: 4 skipped (not declared)",
     "durable: 2 passed",
-    "transactional_notifications: 3 skipped (not declared)",
+    "transactional_notifications: 4 skipped (not declared)",
     "verdict: conforms",
 ]
 

@@ -135,7 +135,7 @@ def test_the_whole_suite_runs_without_pytest_asyncio(suites) -> None:  # type: i
     assert suites.outcomes["test_generated::test_pytest_asyncio_is_not_active"] == "passed"
     assert list(suites.outcomes.values()).count("passed") > 100
     assert set(suites.outcomes.values()) == {"passed", "skipped"}
-    assert suites.block("TestMemoryStorage")[-2:] == ["transactional_notifications: 3 skipped (not declared)",
+    assert suites.block("TestMemoryStorage")[-2:] == ["transactional_notifications: 4 skipped (not declared)",
                                                        "verdict: conforms"]  # fmt: skip
     assert suites.block("TestMemoryNotifier")[-1] == "verdict: conforms"
 

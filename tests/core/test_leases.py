@@ -29,16 +29,14 @@ async def test_worker_whose_lease_was_taken_over_cannot_complete_the_task() -> N
     clock = FakeClock()
     storage = MemoryStorage()
     rejected: list[LeaseLost] = []
-    original = storage.complete_task
+    original = storage.complete_tasks
 
-    async def spy(fence, result, now, update=None):  # type: ignore[no-untyped-def]
-        try:
-            return await original(fence, result, now, update)
-        except LeaseLost as exc:
-            rejected.append(exc)
-            raise
+    async def spy(completions, now):  # type: ignore[no-untyped-def]
+        results = await original(completions, now)
+        rejected.extend(r for r in results if isinstance(r, LeaseLost))
+        return results
 
-    storage.complete_task = spy  # type: ignore[method-assign]
+    storage.complete_tasks = spy  # type: ignore[method-assign]
     ex = Stent(storage, clock=clock)
     lifecycle = ex.create_worker_lifecycle("paused")
     worker = asyncio.ensure_future(

@@ -20,6 +20,7 @@ from stent.model import (
     SIGNAL_PREFIX,
     SLEEP_FUNCTION,
     ClaimRequest,
+    Completion,
     ContextUpdate,
     Fence,
     NewExecution,
@@ -125,6 +126,8 @@ class Script:
             ("claim", 14),
             ("steps", 10),
             ("complete", 8),
+            ("complete_many", 5),
+            ("create_many", 3),
             ("fail", 6),
             ("release", 2),
             ("suspend", 4),
@@ -189,6 +192,36 @@ class Script:
             )
         result = f"{rng.randint(0, 99)}"
         return "complete_task", lambda s: s.complete_task(fence, result, now, update)
+
+    def _complete_many(self, rng: random.Random, now: datetime) -> Call:
+        """Several completions at once: parents with their children, repeats, stale fences, some updates."""
+        leased = self.leased()
+        chosen = [t for t in leased if rng.random() < 0.6] or ([self.pick(leased)] if leased else [None])
+        completions = []
+        for task in chosen:
+            update = ContextUpdate(increments=(("n", 1),)) if rng.random() < 0.2 else None
+            completions.append(Completion(self.fence_of(task), f"{rng.randint(0, 99)}", update))
+        if rng.random() < 0.1:
+            completions.append(completions[0])  # the same completion twice
+        rng.shuffle(completions)
+
+        async def call(s: Storage) -> list[Any]:
+            done = await s.complete_tasks(completions, now)
+            return [(type(r).__name__, str(r)) if isinstance(r, Exception) else r for r in done]
+
+        return "complete_tasks", call
+
+    def _create_many(self, rng: random.Random, now: datetime) -> Call:
+        existing = self.executions()
+        news = []
+        for _ in range(rng.randint(0, 4)):
+            execution_id = rng.choice(existing) if existing and rng.random() < 0.15 else self.fresh("e")
+            news.append(
+                NewExecution(execution_id, self.new_task(), self.later(5, 60) if rng.random() < 0.2 else None)
+            )
+        if news and rng.random() < 0.15:
+            news.append(NewExecution(news[0].execution_id, self.new_task()))  # the same id twice in one batch
+        return "create_executions", lambda s: s.create_executions(news, now)
 
     def _fail(self, rng: random.Random, now: datetime) -> Call:
         fence = self.fence_of(self.pick(self.leased()))

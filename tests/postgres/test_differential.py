@@ -11,13 +11,15 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import pytest
 from pg_script import Script, snapshot
 
 from stent.memory import MemoryStorage
 from stent_postgres import PostgresStorage
 
-# A few seeds by default; STENT_PG_DIFF_SEEDS=200 (say) searches wider.
+# A few seeds by default; STENT_PG_DIFF_SEEDS=200 (say) searches wider, STENT_PG_DIFF_SHOW=1 (with -s) prints
+# the fields that differ.
 SEEDS = range(int(os.environ.get("STENT_PG_DIFF_SEEDS", "6")))
 CALLS = 160
 
@@ -45,6 +47,19 @@ async def test_postgres_matches_the_reference_storage(
         history.append(f"{number}: {name} -> {expected[0]}")
         if name == "get_tasks" and expected[0] == "ok":
             expected, got = ("ok", sorted(expected[1])), ("ok", sorted(got[1]))
+        if got != expected and os.environ.get("STENT_PG_DIFF_SHOW"):  # print what differs, field by field
+            for want, have in zip(expected[1], got[1], strict=False):
+                if want != have and attrs.has(type(want)) and attrs.has(type(have)):
+                    print(
+                        "DIFF",
+                        {
+                            k: (v, attrs.asdict(have)[k])
+                            for k, v in attrs.asdict(want).items()
+                            if attrs.asdict(have)[k] != v
+                        },
+                    )
+                elif want != have:
+                    print("DIFF", want, have)
         assert got == expected, f"seed {seed}, call {number} ({name}) differs; last calls: {history[-8:]}"
         if number % 10 == 9 or name not in ("advance", "list_executions", "queue_depth"):
             assert await snapshot(pg) == await snapshot(reference), (

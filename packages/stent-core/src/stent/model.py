@@ -257,6 +257,15 @@ class ContextUpdate:
 
 
 @attrs.frozen
+class Completion:
+    """One task's successful end, for :meth:`~stent.ports.Storage.complete_tasks` (many committed together)."""
+
+    fence: Fence
+    result: str
+    update: ContextUpdate | None = None
+
+
+@attrs.frozen
 class LeaseReport:
     """What a lease renewal found: which leases still hold, and which of those belong to executions that are
     being cancelled or have timed out (their code must be interrupted)."""

@@ -20,8 +20,10 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from stent.errors import LeaseLost, TaskNotFound
 from stent.model import (
     ClaimRequest,
+    Completion,
     ContextUpdate,
     DeadLetter,
     ExecutionPage,
@@ -71,6 +73,14 @@ class Storage(Protocol):
         Returns the record and whether this call created it.
         """
 
+    async def create_executions(
+        self, news: Sequence[NewExecution], now: datetime
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        """:meth:`create_execution` for each of ``news``, all in one transaction; results in the same order.
+
+        An id that appears twice, or already exists, is created once: later ones return it with ``False``.
+        """
+
     async def get_or_create_steps(
         self,
         parent: Fence,
@@ -118,6 +128,16 @@ class Storage(Protocol):
 
         Wakes a parent waiting on it; completing a root task completes its execution (or cancels it, when the
         execution is cancelling: a late completion never overwrites a cancellation).
+        """
+
+    async def complete_tasks(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[TaskRecord | LeaseLost | TaskNotFound]:
+        """:meth:`complete_task` for each of ``completions``, committed together (a group commit).
+
+        Each is fenced on its own: one whose fence does not hold changes nothing and gets, in its place in the
+        returned list, the :class:`~stent.errors.LeaseLost` or :class:`~stent.errors.TaskNotFound` that
+        :meth:`complete_task` would have raised, while the others land.  Results are in the order given.
         """
 
     async def fail_task(self, fence: Fence, failure: TaskFailure, now: datetime) -> TaskRecord:

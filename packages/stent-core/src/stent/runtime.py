@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from stent._batching import GroupCall
 from stent.engine.codec import Codec
 from stent.engine.waiters import WaiterRegistry
 from stent.errors import StentError
@@ -95,6 +96,8 @@ class Runtime:
         self._announced_by_storage: bool | None = None
         self._reconnect: asyncio.Future[None] | None = None
         self._connect_lock = asyncio.Lock()
+        # Notifications of one loop turn go out in one publish (fifty tasks finishing at once: one message).
+        self._publish_many: GroupCall[Sequence[Notification], None] = GroupCall(self._publish_batch)
 
     async def start(self) -> None:
         """Connect the notifier once per process.
@@ -215,7 +218,13 @@ class Runtime:
     async def _publish(self, notes: Sequence[Notification]) -> None:
         if self.notifier is None or not notes or self._storage_announces():
             return
+        await self._publish_many(notes)
+
+    async def _publish_batch(self, batches: list[Sequence[Notification]]) -> list[None]:
+        assert self.notifier is not None
+        notes = list(dict.fromkeys(note for batch in batches for note in batch))  # each hint once, in order
         try:
             await self.notifier.publish(notes)
         except (StentError, OSError) as exc:
             log.debug("notification not published (%s); waiters will poll", exc)
+        return [None] * len(batches)

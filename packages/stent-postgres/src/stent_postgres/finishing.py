@@ -129,30 +129,31 @@ class FinishingMixin(StorageBase):
     async def complete_task(
         self, fence: Fence, result: str, now: datetime, update: ContextUpdate | None = None
     ) -> TaskRecord:
+        return await self._db.run(
+            lambda conn: self._complete_one(conn, fence, result, update, now), transaction=bool(update)
+        )
+
+    async def _complete_one(
+        self, conn: asyncpg.Connection, fence: Fence, result: str, update: ContextUpdate | None, now: datetime
+    ) -> TaskRecord:
+        """Complete one task on ``conn``; with an update, inside the caller's transaction."""
         if not update:
-            return await self._db.run(
-                lambda conn: self._finish_task(conn, _COMPLETE, fence, now, result), transaction=False
-            )
-
-        async def complete(conn: asyncpg.Connection) -> TaskRecord:
-            # The execution row first (the lock order everywhere), then the task.
-            row = await conn.fetchrow(self._sql(_LOCK_EXECUTION_OF), fence.task_id)
-            task = await self._finish_task(conn, _COMPLETE, fence, now, result)
-            assert row is not None  # the task exists, so its execution does
-            counters, custom_state = _apply(row["counters"], row["custom_state"], update)
-            await conn.execute(
-                self._sql(
-                    "UPDATE {s}.executions SET counters = $2, custom_state = $3, updated_at = $4"
-                    " WHERE execution_id = $1"
-                ),
-                task.execution_id,
-                counters,
-                custom_state,
-                now,
-            )
-            return task
-
-        return await self._db.run(complete)
+            return await self._finish_task(conn, _COMPLETE, fence, now, result)
+        # The execution row first (the lock order everywhere), then the task.
+        row = await conn.fetchrow(self._sql(_LOCK_EXECUTION_OF), fence.task_id)
+        task = await self._finish_task(conn, _COMPLETE, fence, now, result)
+        assert row is not None  # the task exists, so its execution does
+        counters, custom_state = _apply(row["counters"], row["custom_state"], update)
+        await conn.execute(
+            self._sql(
+                "UPDATE {s}.executions SET counters = $2, custom_state = $3, updated_at = $4 WHERE execution_id = $1"
+            ),
+            task.execution_id,
+            counters,
+            custom_state,
+            now,
+        )
+        return task
 
     async def fail_task(self, fence: Fence, failure: TaskFailure, now: datetime) -> TaskRecord:
         check_time(now)

@@ -32,8 +32,8 @@ from stent.model import (
 from stent.ports import Notification
 from stent_postgres import schema
 from stent_postgres.base import STOPPING_EXECUTION, StorageBase, check_fence
+from stent_postgres.batches import BatchMixin
 from stent_postgres.config import parse_settings
-from stent_postgres.finishing import FinishingMixin
 from stent_postgres.housekeeping import HousekeepingMixin
 from stent_postgres.operations import OperationsMixin
 from stent_postgres.reads import ReadsMixin
@@ -101,7 +101,7 @@ _RENEW = (
 _CLAIM = f"SELECT {TASK_SELECT} FROM {{s}}.claim_tasks($1, $2, $3, $4, $5, $6, $7)"
 
 
-class PostgresStorage(FinishingMixin, OperationsMixin, HousekeepingMixin, ReadsMixin, StorageBase):
+class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin, StorageBase):
     """Storage in a PostgreSQL schema, shared by any number of worker processes on any number of hosts."""
 
     def __init__(self, dsn: str, **options: Any) -> None:

@@ -20,10 +20,11 @@ from typing import Any, cast
 import aiosqlite
 import attrs
 
-from stent.errors import ConfigurationError, ExecutionStopping, TaskNotFound
+from stent.errors import ConfigurationError, ExecutionStopping, LeaseLost, TaskNotFound
 from stent.model import (
     SIGNAL_PREFIX,
     ClaimRequest,
+    Completion,
     ContextUpdate,
     ExecutionPage,
     ExecutionRecord,
@@ -38,7 +39,7 @@ from stent.model import (
     TaskRecord,
     TaskState,
 )
-from stent_sqlite import claim, schema
+from stent_sqlite import batches, claim, schema
 from stent_sqlite.database import Database, check_busy_timeout, parse_url
 from stent_sqlite.operations import SQLiteOperations
 from stent_sqlite.rows import (
@@ -137,6 +138,14 @@ class SQLiteStorage(SQLiteOperations):
                 return cast(ExecutionRecord, existing), False
             await conn.execute(TASK_INSERT, task_params(root))
         return execution, True
+
+    async def create_executions(
+        self, news: Sequence[NewExecution], now: datetime
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        if not news:
+            return []
+        async with self._db.transaction() as conn:
+            return await batches.create_many(conn, news, now)
 
     async def get_or_create_steps(
         self,
@@ -247,15 +256,48 @@ class SQLiteStorage(SQLiteOperations):
         self, fence: Fence, result: str, now: datetime, update: ContextUpdate | None = None
     ) -> TaskRecord:
         async with self._db.transaction() as conn:
-            task = await fenced_update(
-                conn,
-                fence,
-                f"state = 'completed', result = :result, error = NULL, finished_at = :now, {_RELEASE_LEASE}",
-                {"result": result, "now": to_us(now)},
-            )
-            if update:
-                await self._apply_update(conn, task.execution_id, update, now)
-            await after_finish(conn, task, now)
+            return await self._complete(conn, fence, result, update, now)
+
+    async def complete_tasks(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[TaskRecord | LeaseLost | TaskNotFound]:
+        if not completions:
+            return []
+        # Each task's first completion goes in one statement when it carries no context update; the rest one
+        # by one after it, exactly as consecutive complete_task calls would.
+        batched: dict[str, int] = {}
+        for index, completion in enumerate(completions):
+            batched.setdefault(completion.fence.task_id, index)
+        batched = {task_id: index for task_id, index in batched.items() if not completions[index].update}
+        out: list[TaskRecord | LeaseLost | TaskNotFound] = []
+        async with self._db.transaction() as conn:
+            plain = [completions[i] for i in batched.values()]
+            done, refused = await batches.complete_many(conn, plain, now) if plain else ({}, {})
+            for index, completion in enumerate(completions):
+                task_id = completion.fence.task_id
+                if batched.get(task_id) == index:
+                    out.append(done.get(task_id) or refused[task_id])
+                    continue
+                try:
+                    out.append(
+                        await self._complete(conn, completion.fence, completion.result, completion.update, now)
+                    )
+                except (LeaseLost, TaskNotFound) as exc:
+                    out.append(exc)
+        return out
+
+    async def _complete(
+        self, conn: aiosqlite.Connection, fence: Fence, result: str, update: ContextUpdate | None, now: datetime
+    ) -> TaskRecord:
+        task = await fenced_update(
+            conn,
+            fence,
+            f"state = 'completed', result = :result, error = NULL, finished_at = :now, {_RELEASE_LEASE}",
+            {"result": result, "now": to_us(now)},
+        )
+        if update:
+            await self._apply_update(conn, task.execution_id, update, now)
+        await after_finish(conn, task, now)
         return task
 
     async def _apply_update(

@@ -126,21 +126,32 @@ async def wake_parent(conn: aiosqlite.Connection, task: TaskRecord, now: datetim
 
 async def after_finish(conn: aiosqlite.Connection, task: TaskRecord, now: datetime) -> None:
     """Wake the parent waiting on a finished task, or finish the execution of a finished root."""
-    if task.parent_task_id is not None:
-        await wake_parent(conn, task, now)
-        return
-    state = _ROOT_ENDS.get(task.state)
-    if state is not None:
-        await conn.execute(
-            _FINISH_EXECUTION,
-            {
-                "state": state,
-                "result": task.result,
-                "error": task.error,
-                "now": to_us(now),
-                "execution": task.execution_id,
-            },
-        )
+    await after_finish_many(conn, [task], now)
+
+
+async def after_finish_many(conn: aiosqlite.Connection, tasks: Sequence[TaskRecord], now: datetime) -> None:
+    """:func:`after_finish` for each of ``tasks``: one statement per kind of effect, however many tasks."""
+    now_us = to_us(now)
+    wakes = [
+        {"now": now_us, "parent": t.parent_task_id, "attempt": t.parent_attempt}
+        for t in tasks
+        if t.parent_task_id is not None
+    ]
+    finishes = [
+        {
+            "state": _ROOT_ENDS[t.state],
+            "result": t.result,
+            "error": t.error,
+            "now": now_us,
+            "execution": t.execution_id,
+        }
+        for t in tasks
+        if t.parent_task_id is None and t.state in _ROOT_ENDS
+    ]
+    if wakes:
+        await conn.executemany(_WAKE_PARENT, wakes)
+    if finishes:
+        await conn.executemany(_FINISH_EXECUTION, finishes)
 
 
 async def stop_unleased(conn: aiosqlite.Connection, execution_ids: Sequence[str], now: datetime) -> None:

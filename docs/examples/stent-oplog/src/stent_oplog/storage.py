@@ -32,11 +32,11 @@ READS = (
 )  # fmt: skip
 #: The calls that may change the store: logged once they succeed (cache_get drops an expired entry).
 WRITES = (
-    "create_execution", "get_or_create_steps", "claim_tasks", "renew_leases", "complete_task", "fail_task",
-    "release_task", "suspend_task", "cancel_task", "expire_step", "send_signal", "cancel_execution",
-    "time_out_executions", "discard_dead_letter", "replay_dead_letter", "cache_get", "cache_put",
-    "acquire_leader", "release_leader", "delete_executions_before", "delete_dead_letters_before",
-    "record_worker", "remove_worker", "delete_workers_before",
+    "create_execution", "create_executions", "get_or_create_steps", "claim_tasks", "renew_leases",
+    "complete_task", "complete_tasks", "fail_task", "release_task", "suspend_task", "cancel_task", "expire_step",
+    "send_signal", "cancel_execution", "time_out_executions", "discard_dead_letter", "replay_dead_letter",
+    "cache_get", "cache_put", "acquire_leader", "release_leader", "delete_executions_before",
+    "delete_dead_letters_before", "record_worker", "remove_worker", "delete_workers_before",
 )  # fmt: skip
 
 

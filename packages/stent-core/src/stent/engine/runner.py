@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from stent import tracing
 from stent._async import wait_event_or_timeout
+from stent._batching import GroupCall
 from stent.engine.context import TaskContext
 from stent.engine.durable import DurableFunction, lookup_function, registered_functions
 from stent.engine.tasks import TaskOptions
@@ -36,7 +37,7 @@ from stent.errors import (
     StorageUnavailable,
     UnregisteredFunctionError,
 )
-from stent.model import NewTask, StepKey, TaskFailure, TaskRecord
+from stent.model import Completion, NewTask, StepKey, TaskFailure, TaskRecord
 from stent.runtime import Runtime
 
 log = logging.getLogger("stent.runner")
@@ -68,7 +69,14 @@ class TaskRunner:
         self._suspend_after = suspend_after
         self._batches: dict[str, list[tuple[StepKey, NewTask, asyncio.Future[TaskRecord]]]] = {}
         self._active: dict[str, TaskContext] = {}
+        #: Tasks whose final write (complete, fail, cancel) is on its way: that fenced write decides their fate.
+        self.finishing: set[str] = set()
         self.draining = False
+        # Completions of one loop turn share a transaction (a group commit): a worker finishing fifty tasks at
+        # once commits once, not fifty times.
+        self._complete_many: GroupCall[Completion, TaskRecord] = GroupCall(
+            lambda completions: runtime.storage.complete_tasks(completions, runtime.clock.now())
+        )
 
     # -- TaskHost ------------------------------------------------------------------------------------------
 
@@ -208,7 +216,9 @@ class TaskRunner:
                 ctx.task.fence, waiting_on=sorted(waiting_on), wake_at=wake_at, now=self.now()
             )
         except StentError as exc:
-            log.warning("could not suspend task %s (%s); it will be recovered when its lease expires", ctx.task_id, exc)
+            log.warning(
+                "could not suspend task %s (%s); it will be recovered when its lease expires", ctx.task_id, exc
+            )
         if ctx.handle is not None:
             ctx.handle.cancel()
 
@@ -334,7 +344,7 @@ class TaskRunner:
     async def _complete(self, task: TaskRecord, result: str, ctx: TaskContext | None, started: float) -> None:
         runtime = self.runtime
         update = ctx.update() if ctx is not None else None
-        record = await self._write(task, lambda now: runtime.storage.complete_task(task.fence, result, now, update))
+        record = await self._write(task, lambda now: self._complete_many(Completion(task.fence, result, update)))
         runtime.metrics.emit(
             "task_completed",
             queue=task.queue,
@@ -383,16 +393,25 @@ class TaskRunner:
                 runtime.metrics.emit("dead_lettered", reason=failure.reason, **fields)
             await runtime.task_finished(record)
         elif retry_at is not None:
-            log.info("task %s (%s) failed, attempt %d will run at %s", task.task_id, task.function, task.attempt + 1, retry_at)
+            log.info(
+                "task %s (%s) failed, attempt %d will run at %s",
+                task.task_id,
+                task.function,
+                task.attempt + 1,
+                retry_at,
+            )
 
     async def _write(self, task: TaskRecord, write: Callable[[datetime], Awaitable[TaskRecord]]) -> TaskRecord:
         """Perform a fenced write, retrying through storage outages while the lease may still hold."""
+        self.finishing.add(task.task_id)
         try:
             return await self._retry_unavailable(task.task_id, write)
         except LeaseLost as exc:
             raise TaskAbandoned(str(exc)) from exc
         except StorageUnavailable as exc:
             raise TaskAbandoned(f"storage unavailable past the lease: {exc}") from exc
+        finally:
+            self.finishing.discard(task.task_id)
 
     async def _retry_unavailable(self, task_id: str, operation: Callable[[datetime], Awaitable[T]]) -> T:
         """Run an idempotent storage operation of a task, retrying StorageUnavailable while the lease may hold."""

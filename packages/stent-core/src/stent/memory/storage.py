@@ -22,6 +22,7 @@ from stent.memory.state import MemoryState
 from stent.model import (
     SIGNAL_PREFIX,
     ClaimRequest,
+    Completion,
     ContextUpdate,
     ExecutionPage,
     ExecutionRecord,
@@ -82,6 +83,14 @@ class MemoryStorage(MemoryOperations, MemoryState):
     # -- creating work ---------------------------------------------------------------------------------------
 
     async def create_execution(self, new: NewExecution, now: datetime) -> tuple[ExecutionRecord, bool]:
+        return self._create_execution(new, now)
+
+    async def create_executions(
+        self, news: Sequence[NewExecution], now: datetime
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        return [self._create_execution(new, now) for new in news]
+
+    def _create_execution(self, new: NewExecution, now: datetime) -> tuple[ExecutionRecord, bool]:
         existing = self._executions.get(new.execution_id)
         if existing is not None:
             return existing, False
@@ -226,6 +235,20 @@ class MemoryStorage(MemoryOperations, MemoryState):
     async def complete_task(
         self, fence: Fence, result: str, now: datetime, update: ContextUpdate | None = None
     ) -> TaskRecord:
+        return self._complete(fence, result, now, update)
+
+    async def complete_tasks(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[TaskRecord | LeaseLost | TaskNotFound]:
+        done: list[TaskRecord | LeaseLost | TaskNotFound] = []
+        for completion in completions:
+            try:
+                done.append(self._complete(completion.fence, completion.result, now, completion.update))
+            except (LeaseLost, TaskNotFound) as exc:
+                done.append(exc)
+        return done
+
+    def _complete(self, fence: Fence, result: str, now: datetime, update: ContextUpdate | None) -> TaskRecord:
         task = self._fenced(fence)
         task = self._set(
             task,

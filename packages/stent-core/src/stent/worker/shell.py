@@ -192,6 +192,11 @@ class WorkerShell:
                 case RenewLeases(task_ids):
                     self._spawn_io(self._renew(task_ids))
                 case AbandonTask(task_id, reason):
+                    if task_id in self.runner.finishing:
+                        # Its final write is on its way (a renewal that ran just after it committed finds the
+                        # lease released): the fenced write itself tells whether the lease still held.
+                        log.debug("task %s not renewed while its final write is on its way", task_id)
+                        continue
                     log.warning("task %s stopped: %s", task_id, reason)
                     self._stop_task(task_id, _LOST)
                 case InterruptTask(task_id):

@@ -41,6 +41,7 @@ subclasses them; each area is also a class of its own, to run a part alone.
 
 from __future__ import annotations
 
+from stent.testing.conformance.storage_batches import BatchConformance
 from stent.testing.conformance.storage_cancel import CancellationConformance, TimeLimitConformance
 from stent.testing.conformance.storage_claim import ClaimConformance
 from stent.testing.conformance.storage_concurrency import ConcurrencyConformance
@@ -72,6 +73,7 @@ class StorageConformance(
     LeaseConformance,
     FencingConformance,
     FinishConformance,
+    BatchConformance,
     SuspensionConformance,
     SignalConformance,
     CancellationConformance,
@@ -92,6 +94,7 @@ class StorageConformance(
 
 
 __all__ = [
+    "BatchConformance",
     "CacheConformance",
     "CancellationConformance",
     "ClaimConformance",

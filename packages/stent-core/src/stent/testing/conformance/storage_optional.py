@@ -25,10 +25,17 @@ import pytest
 
 from stent.clocks import FakeClock
 from stent.errors import LeaseLost
-from stent.model import ContextUpdate, TaskFailure, WorkerInfo
+from stent.model import Completion, ContextUpdate, TaskFailure, WorkerInfo
 from stent.ports import Notifier, Storage
 from stent.testing.async_support import async_fixture
-from stent.testing.conformance._support import PeerFactory, StorageCase, new_task, request, signal_wait
+from stent.testing.conformance._support import (
+    PeerFactory,
+    StorageCase,
+    new_execution,
+    new_task,
+    request,
+    signal_wait,
+)
 from stent.testing.conformance.capabilities import adapter_fixture, requires_capability
 from stent.testing.conformance.notifier_support import Inbox
 
@@ -229,6 +236,24 @@ class TransactionalNotificationConformance(StorageCase):
             ),
             self.DELIVERY_TIMEOUT,
             f"task {root.task_id} announced as finished",
+        )
+
+    @requires_capability("transactional_notifications")
+    async def test_batches_are_announced(self, storage: Storage, clock: FakeClock, heard: Inbox) -> None:
+        """A batch of new executions announces work on their queue; a batch of completions announces each."""
+        await storage.create_executions([new_execution("batched", queue="batch-q")], clock.now())
+        await heard.until(
+            lambda notes: any(n.kind == "work" and n.queue == "batch-q" for n in notes),
+            self.DELIVERY_TIMEOUT,
+            "work announced on queue 'batch-q'",
+        )
+        roots = [await self.running_root(storage, clock, f"batch-{i}") for i in range(2)]
+        await storage.complete_tasks([Completion(r.fence, "null") for r in roots], clock.now())
+        wanted = {(r.task_id, r.execution_id) for r in roots}
+        await heard.until(
+            lambda notes: wanted <= {(n.task_id, n.execution_id) for n in notes if n.kind == "finished"},
+            self.DELIVERY_TIMEOUT,
+            "both tasks of the batch announced as finished",
         )
 
     @requires_capability("transactional_notifications")

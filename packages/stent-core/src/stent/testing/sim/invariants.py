@@ -130,6 +130,9 @@ class InvariantChecker:
         if method == "renew_leases":
             fences = _arg(args, kwargs, 1, "fences") or ()
             return {f.task_id: (f, self.storage._tasks.get(f.task_id)) for f in fences}
+        if method == "complete_tasks":
+            fences = [c.fence for c in _arg(args, kwargs, 0, "completions") or ()]
+            return {f.task_id: (f, self.storage._tasks.get(f.task_id)) for f in fences}
         return None
 
     def after(
@@ -163,6 +166,21 @@ class InvariantChecker:
                 if fence is None or before is None or before.fencing_token != fence.token:
                     self.violate(
                         "stale write accepted", f"{node} renewed the lease of {short(task_id)} it had lost"
+                    )
+        elif method == "complete_tasks" and pre is not None:
+            for landed in result or ():
+                if not isinstance(landed, TaskRecord):
+                    continue  # refused: the row comparison below shows it changed nothing
+                fence, before = pre.get(landed.task_id, (None, None))
+                if (
+                    fence is None
+                    or before is None
+                    or before.fencing_token != fence.token
+                    or not before.state.leased
+                ):
+                    self.violate(
+                        "stale write accepted",
+                        f"{node} completed {short(landed.task_id)} with a fence that did not hold",
                     )
         claim_now = _arg(args, kwargs, 1, "now") if method == "claim_tasks" else None
         self._diff_tasks(node, method, claim_now)

@@ -129,6 +129,11 @@ def _describe(method: str, args: Sequence[Any], result: Any) -> str:
                 f" (attempt {result.attempt})" if result.attempt > 1 else ""
             )
         return f"{head} -> {_task(result)}"
+    if method == "complete_tasks" and isinstance(result, list):
+        return f"{method} -> " + ", ".join(
+            f"{short(r.task_id)} {r.state.value}" if isinstance(r, TaskRecord) else f"! {type(r).__name__}"
+            for r in result
+        )
     if isinstance(result, list) and result and isinstance(result[0], TaskRecord):
         return f"{head} -> " + ", ".join(_task(r) for r in result)
     if isinstance(result, tuple) and result and isinstance(result[0], ExecutionRecord):

@@ -1,0 +1,196 @@
+"""Batch operations: many executions created, or many tasks completed, in one transaction and a few statements.
+
+A worker that finishes fifty tasks in one turn of its event loop commits them together (a group commit): one
+statement completes every task whose fence holds, wakes their parents and finishes the executions of the roots
+among them.  A task that is the parent of another in the same batch is left to a statement of its own after it
+(one statement must not update a row twice), as are completions carrying a context update; a completion whose
+fence does not hold is reported in its place and changes nothing.  Task rows are locked in task id order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+from stent.errors import LeaseLost, StorageUnavailable, TaskNotFound
+from stent.model import Completion, ExecutionRecord, ExecutionState, NewExecution, TaskRecord
+from stent.ports import Notification
+from stent_postgres.base import FINISH_EXECUTION_CTE, LEASED, WAKE_PARENT_CTE
+from stent_postgres.finishing import FinishingMixin
+from stent_postgres.rows import (
+    EXECUTION_SELECT,
+    TASK_COLUMNS,
+    TASK_INSERT_MANY,
+    check_time,
+    execution_from_row,
+    task_arrays,
+    task_from_new,
+    task_from_row,
+)
+
+Outcome = TaskRecord | LeaseLost | TaskNotFound
+
+# $1 task ids (sorted), $2 their tokens, $3 results, $4 now.  Returns the completed tasks, each with the queues of
+# the parents it made claimable (the same list on every row).
+_COMPLETE_MANY = (
+    "WITH c AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) AS c(c_id, c_token, c_result)),"
+    " t AS (UPDATE {s}.tasks AS x SET state = 'completed', result = c.c_result, error = NULL,"
+    " lease_owner = NULL, lease_expires_at = NULL, finished_at = $4, updated_at = $4 FROM c"
+    f" WHERE x.task_id = c.c_id AND x.fencing_token = c.c_token AND x.{LEASED}"
+    " AND NOT EXISTS (SELECT 1 FROM {s}.tasks AS k WHERE k.task_id = ANY($1) AND k.parent_task_id = x.task_id)"
+    f" RETURNING {', '.join('x.' + c for c in TASK_COLUMNS)}), "
+    + WAKE_PARENT_CTE.replace("$NOW", "$4")
+    + ", "
+    + FINISH_EXECUTION_CTE.replace("$STATE", "'completed'").replace("$NOW", "$4")
+    + f" SELECT {', '.join('t.' + c for c in TASK_COLUMNS)},"
+    " (SELECT array_agg(DISTINCT p.queue) FROM p WHERE p.state = 'pending') AS woken,"
+    " (SELECT count(*) FROM e) AS finished_executions FROM t"
+)
+
+# $1..$4 and $6: one array per column of the executions to create; $5 now.
+_INSERT_EXECUTIONS = (
+    "INSERT INTO {s}.executions (execution_id, root_task_id, function, queue, state, created_at, updated_at,"
+    " deadline) SELECT u.execution_id, u.root_task_id, u.function, u.queue, 'pending', $5, $5, u.deadline"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::timestamptz[])"
+    " AS u(execution_id, root_task_id, function, queue, deadline)"
+    " ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id"
+)
+_INSERT_LIMITED = (
+    "INSERT INTO {s}.limited_functions AS l (function, max_concurrent)"
+    " SELECT * FROM unnest($1::text[], $2::integer[])"
+    " ON CONFLICT (function) DO UPDATE SET max_concurrent = EXCLUDED.max_concurrent"
+    " WHERE l.max_concurrent < EXCLUDED.max_concurrent"
+)
+
+
+class BatchMixin(FinishingMixin):
+    async def complete_tasks(self, completions: Sequence[Completion], now: datetime) -> list[Outcome]:
+        check_time(now)
+        if not completions:
+            return []
+        # Each task's first completion goes in the batch statement when it carries no update; a repeat comes
+        # after it, one at a time, exactly as consecutive complete_task calls would.
+        first: dict[str, int] = {}
+        for index, completion in enumerate(completions):
+            first.setdefault(completion.fence.task_id, index)
+        first = {task_id: index for task_id, index in first.items() if not completions[index].update}
+        ids = sorted(first)
+        batched = {task_id: completions[index] for task_id, index in first.items()}
+
+        async def complete(conn: asyncpg.Connection) -> list[Outcome]:
+            done: dict[str, TaskRecord] = {}
+            notes: list[Notification] = []
+            if ids:
+                rows = await conn.fetch(
+                    self._sql(_COMPLETE_MANY),
+                    ids,
+                    [batched[i].fence.token for i in ids],
+                    [batched[i].result for i in ids],
+                    now,
+                )
+                for row in rows:
+                    task = task_from_row(row)
+                    done[task.task_id] = task
+                    notes.append(
+                        Notification(kind="finished", task_id=task.task_id, execution_id=task.execution_id)
+                    )
+                    if task.max_concurrent is not None:  # its slot is free again
+                        notes.append(Notification(kind="work", queue=task.queue))
+                if rows:
+                    notes.extend(Notification(kind="work", queue=q) for q in rows[0]["woken"] or ())
+                await self._notify(conn, notes)
+            out: list[Outcome] = []
+            for index, completion in enumerate(completions):
+                task_id = completion.fence.task_id
+                if first.get(task_id) == index and task_id in done:
+                    out.append(done[task_id])
+                    continue
+                # A context update, a parent of another task of the batch, a repeat, or a fence that did not
+                # hold (the single statement says which): one at a time, in this transaction.
+                try:
+                    out.append(
+                        await self._complete_one(conn, completion.fence, completion.result, completion.update, now)
+                    )
+                except (LeaseLost, TaskNotFound) as exc:
+                    out.append(exc)
+            return out
+
+        return await self._db.run(complete)
+
+    async def create_executions(
+        self, news: Sequence[NewExecution], now: datetime
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        check_time(now)
+        if not news:
+            return []
+        fresh: dict[str, tuple[ExecutionRecord, TaskRecord]] = {}
+        for new in news:
+            if new.execution_id in fresh:
+                continue
+            check_time(new.deadline)
+            root = task_from_new(new.root, new.execution_id, now)
+            fresh[new.execution_id] = (
+                ExecutionRecord(
+                    execution_id=new.execution_id,
+                    root_task_id=root.task_id,
+                    function=root.function,
+                    queue=root.queue,
+                    state=ExecutionState.PENDING,
+                    created_at=now,
+                    updated_at=now,
+                    deadline=new.deadline,
+                ),
+                root,
+            )
+        executions = [e for e, _ in fresh.values()]
+
+        async def create(conn: asyncpg.Connection) -> list[tuple[ExecutionRecord, bool]]:
+            created = {
+                row[0]
+                for row in await conn.fetch(
+                    self._sql(_INSERT_EXECUTIONS),
+                    [e.execution_id for e in executions],
+                    [e.root_task_id for e in executions],
+                    [e.function for e in executions],
+                    [e.queue for e in executions],
+                    now,
+                    [e.deadline for e in executions],
+                )
+            }
+            roots = [root for eid, (_, root) in fresh.items() if eid in created]
+            if roots:
+                await conn.execute(self._sql(TASK_INSERT_MANY), *task_arrays(roots))
+                limits: dict[str, int] = {}
+                for root in roots:
+                    if root.max_concurrent is not None:
+                        limits[root.function] = max(limits.get(root.function, 0), root.max_concurrent)
+                if limits:
+                    functions = sorted(limits)
+                    await conn.execute(self._sql(_INSERT_LIMITED), functions, [limits[f] for f in functions])
+                await self._notify(
+                    conn, [Notification(kind="work", queue=q) for q in sorted({r.queue for r in roots})]
+                )
+            stored: dict[str, ExecutionRecord] = {}
+            others = [eid for eid in fresh if eid not in created]
+            if others:
+                rows = await conn.fetch(
+                    self._sql(f"SELECT {EXECUTION_SELECT} FROM {{s}}.executions WHERE execution_id = ANY($1)"),
+                    others,
+                )
+                stored = {e.execution_id: e for e in map(execution_from_row, rows)}
+            out: list[tuple[ExecutionRecord, bool]] = []
+            reported: set[str] = set()
+            for new in news:
+                eid = new.execution_id
+                if eid in created:
+                    out.append((fresh[eid][0], eid not in reported))  # given twice: created by the first
+                    reported.add(eid)
+                elif eid in stored:
+                    out.append((stored[eid], False))
+                else:  # only if it was deleted between the two statements
+                    raise StorageUnavailable(f"execution {eid} changed while it was created; retry")
+            return out
+
+        return await self._db.run(create)
