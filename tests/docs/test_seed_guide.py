@@ -699,6 +699,13 @@ async def test_queue_based_scaling_loop_never_reaches_its_second_worker_while_th
         # The first statement: one critical worker with low concurrency; drain it to let the block go on.
         await asyncio.wait_for(_wait(lambda: _has_ready(env.watch, 1)), 10)
         executor, critical, _ = env.watch.created[0]
+
+        async def row_written() -> bool:
+            return bool(await env.harness.storage.list_workers())
+
+        # The worker writes its heartbeat row in its first housekeeping, an I/O task started as it turns ready;
+        # on Python 3.12, whose wait_for runs _wait without a task of its own, READY is seen a step before it.
+        await asyncio.wait_for(_wait(row_written), 10)
         [row] = await env.harness.storage.list_workers()
         assert (row.queues, row.max_concurrency) == (("critical",), 5)
         executor.request_worker_drain(critical)
