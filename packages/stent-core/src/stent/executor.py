@@ -9,7 +9,7 @@ import random
 import signal
 import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -19,8 +19,8 @@ from stent.backends import Backends, Notifications
 from stent.clocks import SystemClock
 from stent.engine import operations
 from stent.engine.codec import Codec
-from stent.engine.durable import DurableFunction, durable, lookup_function, registered_functions
-from stent.engine.tasks import new_call_task
+from stent.engine.dispatch import DispatchOptions, call_of, check_execution_id
+from stent.engine.durable import DurableFunction, durable, lookup_function
 from stent.errors import (
     ConfigurationError,
     ExecutionCancelled,
@@ -28,9 +28,8 @@ from stent.errors import (
     ExecutionNotFound,
     ExecutionTimeout,
     TaskNotFound,
-    UnregisteredFunctionError,
 )
-from stent.model import DeadLetter, ExecutionPage, ExecutionRecord, ExecutionState, NewExecution, TaskRecord
+from stent.model import DeadLetter, ExecutionPage, ExecutionRecord, ExecutionState, TaskRecord
 from stent.ports import Clock, Notifier, Storage
 from stent.result import Error, Ok, Result
 from stent.retry import RetryPolicy
@@ -42,6 +41,9 @@ from stent.worker.options import ServeOptions, seconds_of
 from stent.worker.shell import WorkerShell
 
 _MISSING: Any = object()
+#: Executions per storage transaction in dispatch_many: big enough to amortize a commit, small enough to keep
+#: each transaction short.
+_DISPATCH_BATCH = 1000
 
 
 @attrs.frozen
@@ -127,15 +129,21 @@ class Stent:
                     f"backend must be a stent Storage (from Stent.backends...), got {type(backend).__name__}"
                 )
         if max_payload_bytes is not None and (not isinstance(max_payload_bytes, int) or max_payload_bytes < 1):
-            raise ConfigurationError(f"max_payload_bytes must be a positive int or None, got {max_payload_bytes!r}")
+            raise ConfigurationError(
+                f"max_payload_bytes must be a positive int or None, got {max_payload_bytes!r}"
+            )
         self.poll_min_interval = seconds_of("poll_min_interval", poll_min_interval)
         self.poll_max_interval = seconds_of("poll_max_interval", poll_max_interval)
         if self.poll_max_interval < self.poll_min_interval:
             raise ConfigurationError("poll_max_interval must be at least poll_min_interval")
-        if isinstance(poll_backoff_factor, bool) or not isinstance(poll_backoff_factor, (int, float)) or (
-            poll_backoff_factor < 1.0
+        if (
+            isinstance(poll_backoff_factor, bool)
+            or not isinstance(poll_backoff_factor, (int, float))
+            or (poll_backoff_factor < 1.0)
         ):
-            raise ConfigurationError(f"poll_backoff_factor must be a number of at least 1.0, got {poll_backoff_factor!r}")
+            raise ConfigurationError(
+                f"poll_backoff_factor must be a number of at least 1.0, got {poll_backoff_factor!r}"
+            )
         self.poll_backoff_factor = float(poll_backoff_factor)
         self.suspend_timers_after = seconds_of("suspend_timers_after", suspend_timers_after, allow_zero=True)
         if not isinstance(promote_asyncio_sleep, bool):
@@ -229,48 +237,65 @@ class Stent:
         ``execution_id``, ``queue``, ``priority``, ``tags``, ``delay``, ``max_duration`` and ``retry_policy`` are
         options of the dispatch, not arguments of ``fn``.
         """
-        if isinstance(fn, str):
-            found = lookup_function(fn)
-            if found is None:
-                raise UnregisteredFunctionError(fn, registered_functions())
-            fn = found
-        if not isinstance(fn, DurableFunction):
-            raise ConfigurationError(
-                f"dispatch() takes a function decorated with @Stent.durable, got {getattr(fn, '__qualname__', fn)!r}"
-            )
-        if execution_id is not None and (not isinstance(execution_id, str) or not execution_id):
-            raise ConfigurationError(f"execution_id must be a non-empty string, got {execution_id!r}")
-        if queue is not None and (not isinstance(queue, str) or not queue):
-            raise ConfigurationError(f"queue must be a non-empty string, got {queue!r}")
-        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-            raise ConfigurationError(f"priority must be an int, got {priority!r}")
-        if isinstance(tags, str):
-            raise ConfigurationError(f"tags must be a list of strings, got the string {tags!r}")
-        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-            raise ConfigurationError(f"retry_policy must be a stent.RetryPolicy, got {retry_policy!r}")
-        limit = fn.max_duration if max_duration is None else seconds_of("max_duration", max_duration)
-        rt = await self._started()
-        now = rt.clock.now()
-        scheduled = None if delay is None else now + timedelta(seconds=seconds_of("delay", delay, allow_zero=True))
-        root = new_call_task(
+        check_execution_id(execution_id)
+        plan = DispatchOptions.check(
             fn,
-            self.codec,
-            uuid.uuid4().hex,
-            args,
-            kwargs,
             queue=queue,
             priority=priority,
             tags=tags,
+            delay=delay,
+            max_duration=max_duration,
             retry_policy=retry_policy,
-            scheduled_for=scheduled,
         )
-        deadline = None if limit is None else now + timedelta(seconds=limit)
-        execution, created = await self.backend.create_execution(
-            NewExecution(execution_id=execution_id or uuid.uuid4().hex, root=root, deadline=deadline), now
-        )
+        rt = await self._started()
+        now = rt.clock.now()
+        new = plan.execution(self.codec, args, kwargs, now, execution_id)
+        execution, created = await self.backend.create_execution(new, now)
         if created:
-            await rt.work_created([root.queue])
+            await rt.work_created([new.root.queue])
         return execution.execution_id
+
+    async def dispatch_many(
+        self,
+        fn: DurableFunction[..., Any] | str,
+        calls: Iterable[Sequence[Any] | Mapping[str, Any]],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        tags: Iterable[str] | None = None,
+        delay: float | timedelta | str | None = None,
+        max_duration: float | timedelta | str | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> list[str]:
+        """Start one execution of ``fn`` per item of ``calls``, all in one storage transaction; their ids, in order.
+
+        Each item is a call's positional arguments as a tuple (``(order_id,)`` for one argument) or its keyword
+        arguments as a dict.  The options are ``dispatch``'s and apply to every execution.  Every argument is
+        encoded before anything is written, so one bad item stores none of them.
+        """
+        plan = DispatchOptions.check(
+            fn,
+            queue=queue,
+            priority=priority,
+            tags=tags,
+            delay=delay,
+            max_duration=max_duration,
+            retry_policy=retry_policy,
+        )
+        if isinstance(calls, str | bytes) or not isinstance(calls, Iterable):
+            raise ConfigurationError(f"dispatch_many() takes an iterable of calls, got {calls!r}")
+        arguments = [call_of(item, index) for index, item in enumerate(calls)]
+        if not arguments:
+            return []
+        rt = await self._started()
+        now = rt.clock.now()
+        news = [plan.execution(self.codec, args, kwargs, now, None) for args, kwargs in arguments]
+        ids: list[str] = []
+        for start in range(0, len(news), _DISPATCH_BATCH):
+            made = await self.backend.create_executions(news[start : start + _DISPATCH_BATCH], now)
+            ids.extend(execution.execution_id for execution, _ in made)
+        await rt.work_created({new.root.queue for new in news})
+        return ids
 
     async def _execution(self, execution_id: str) -> ExecutionRecord:
         if not isinstance(execution_id, str) or not execution_id:
@@ -420,7 +445,10 @@ class Stent:
         from stent.serialization import encode_value
 
         text = encode_value(
-            self.codec.serializer, payload, what=f"the payload of signal {name!r}", max_bytes=self.codec.max_payload_bytes
+            self.codec.serializer,
+            payload,
+            what=f"the payload of signal {name!r}",
+            max_bytes=self.codec.max_payload_bytes,
         )
         rt = await self._started()
         await self.backend.send_signal(execution_id, name, text, rt.clock.now())
@@ -472,7 +500,9 @@ class Stent:
         self._lifecycles[name] = lifecycle
         return lifecycle
 
-    def request_worker_drain(self, lifecycle: WorkerLifecycle | None = None, *, timeout: float | None = None) -> None:
+    def request_worker_drain(
+        self, lifecycle: WorkerLifecycle | None = None, *, timeout: float | None = None
+    ) -> None:
         """Ask one worker (or every worker of this executor) to stop claiming, finish, and stop."""
         drain_timeout = None if timeout is None else seconds_of("timeout", timeout)
         if lifecycle is None:
@@ -574,7 +604,9 @@ class Stent:
         else:
             self._lifecycles.setdefault(lifecycle.name, lifecycle)
         if lifecycle.state is not LifecycleState.STARTING:
-            raise ConfigurationError(f"lifecycle {lifecycle.name!r} was already used by a worker; create a new one")
+            raise ConfigurationError(
+                f"lifecycle {lifecycle.name!r} was already used by a worker; create a new one"
+            )
         if lifecycle.drain_timeout is None and options.drain_timeout is not None:
             lifecycle.drain_timeout = options.drain_timeout
         functions = None  # the worker claims whatever durable functions are registered at each claim

@@ -180,7 +180,7 @@ async def _dispatch_many(fn: DurableFunction[Any, R], calls: list[tuple[tuple[An
     from stent.executor import Stent
 
     executor = Stent.current()
-    ids = [await executor.dispatch(fn, *args, **kwargs) for args, kwargs in calls]
+    ids = await executor.dispatch_many(fn, [kwargs if kwargs else args for args, kwargs in calls])
     return list(await asyncio.gather(*(executor.wait_for(i) for i in ids)))
 
 
