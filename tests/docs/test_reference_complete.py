@@ -143,7 +143,7 @@ def test_stent_worker_flags_have_the_defaults_of_serve(
             continue
         assert flag in flags, f"serve option {name!r}: the page names {flag!r}, which `stent worker` does not take"
         if name == "worker_id":  # the command names its worker itself; the page says how
-            assert "worker-<pid>" in section.text
+            assert "<host>-<pid>-<random>" in section.text
             continue
         default = defaults[name]
         seconds = default.total_seconds() if isinstance(default, timedelta) else default

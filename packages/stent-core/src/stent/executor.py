@@ -7,8 +7,6 @@ import json
 import os
 import random
 import signal
-import socket
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -37,7 +35,7 @@ from stent.runtime import Runtime
 from stent.serialization import Serializer
 from stent.worker.lifecycle import WorkerLifecycle
 from stent.worker.machine import LifecycleState
-from stent.worker.options import ServeOptions, seconds_of
+from stent.worker.options import ServeOptions, default_worker_id, seconds_of
 from stent.worker.shell import WorkerShell
 
 _MISSING: Any = object()
@@ -582,7 +580,7 @@ class Stent:
             if isinstance(lifecycle, WorkerLifecycle):
                 worker_id = lifecycle.name
             else:
-                worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+                worker_id = default_worker_id()
         options = ServeOptions.build(
             worker_id=worker_id,
             queues=queues,

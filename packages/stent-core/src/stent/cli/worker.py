@@ -29,6 +29,7 @@ from stent.backends import redact_url
 from stent.cli import common
 from stent.cli.common import CommandError
 from stent.errors import StentError
+from stent.worker.options import default_worker_id
 
 log = logging.getLogger("stent.cli")
 
@@ -163,13 +164,13 @@ async def _serve(args: argparse.Namespace, storage_url: str | None) -> int:
         if args.init_db:
             await executor.backend.init_db()
         await _preflight(executor)
-        name = args.worker_id or f"worker-{os.getpid()}"
+        name = args.worker_id or default_worker_id()
         lifecycle = executor.create_worker_lifecycle(name)
         executor.drain_on_signals(lifecycle)
         servers = await _start_servers(args, executor, metrics)
         serving = asyncio.ensure_future(
             executor.serve(
-                worker_id=args.worker_id,
+                worker_id=name,
                 queues=args.queues,
                 tags=args.tags,
                 max_concurrency=args.max_concurrency,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,7 +24,9 @@ def names_of(name: str, value: Any) -> frozenset[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a list of strings, got the string {value!r}; write {name}=[{value!r}]")
+        raise ConfigurationError(
+            f"{name} must be a list of strings, got the string {value!r}; write {name}=[{value!r}]"
+        )
     if not isinstance(value, Iterable):
         raise ConfigurationError(f"{name} must be a list of strings, got {type(value).__name__} {value!r}")
     items = list(value)
@@ -84,7 +89,9 @@ class ServeOptions:
                 f"poll_backoff_factor must be a finite number of at least 1.0, got {poll_backoff_factor!r}"
             )
         lease = seconds_of("lease_duration", lease_duration)
-        heartbeat = lease / 2.5 if heartbeat_interval is None else seconds_of("heartbeat_interval", heartbeat_interval)
+        heartbeat = (
+            lease / 2.5 if heartbeat_interval is None else seconds_of("heartbeat_interval", heartbeat_interval)
+        )
         if heartbeat >= lease:
             raise ConfigurationError(
                 f"heartbeat_interval ({heartbeat}s) must be shorter than lease_duration ({lease}s), or leases"
@@ -104,3 +111,9 @@ class ServeOptions:
             retention_period=seconds_of("retention_period", retention_period),
             drain_timeout=None if drain_timeout is None else seconds_of("drain_timeout", drain_timeout),
         )
+
+
+def default_worker_id() -> str:
+    """A worker name unique across hosts and restarts: host, process id and a random suffix (a container's
+    process is often pid 1 on every host, so the pid alone is not enough)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
