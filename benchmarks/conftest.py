@@ -1,0 +1,141 @@
+"""The benchmark session: setups to run, a ``bench`` fixture that measures a workload in one, and the table and
+JSON files written at the end.
+
+Each benchmark is a plain (synchronous) test: ``bench.measure(benchmark, setup, workload)`` opens the setup's
+environment, runs the workload once inside ``benchmark.pedantic`` on an event loop of the test's own, and records
+the figures it returns.  pytest-benchmark's columns therefore time a whole workload (its setup included); the
+figures of record are the workloads' own, printed at the end and saved in ``.benchmarks/summary-<time>.json``
+next to pytest-benchmark's JSON (``.benchmarks/pytest-benchmark-<time>.json`` unless ``--benchmark-json`` says
+otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.environment import Environment, Servers, ServiceDown, Setup
+from benchmarks.report import Figure, row_of, summary, table, write_summary
+from benchmarks.sizes import FULL, SCALE_ENV, scale_from_env
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / ".benchmarks"
+REQUIRE_SERVICES_ENV = "STENT_REQUIRE_SERVICES"
+
+#: Every setup a workload runs in unless it says otherwise: each backend polling only and with each notifier
+#: (PostgreSQL's LISTEN/NOTIFY only with PostgreSQL storage, which then announces its own changes).
+SETUPS = [
+    Setup("sqlite", "none"),
+    Setup("sqlite", "redis"),
+    Setup("sqlite", "nats"),
+    Setup("postgres", "none"),
+    Setup("postgres", "postgres"),
+    Setup("postgres", "redis"),
+    Setup("postgres", "nats"),
+]
+BACKEND_SETUPS = [Setup("sqlite", "none"), Setup("postgres", "none")]
+
+_rows: list[dict[str, Any]] = []
+_session: dict[str, Any] = {}
+
+
+def sizes_for_session() -> Any:
+    return FULL.scaled(_session.get("scale", 1.0))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        _session["scale"] = scale_from_env()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    _session["stamp"] = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    _session["load_start"] = os.getloadavg()
+    if getattr(config.option, "benchmark_json", "absent") is None:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        config.option.benchmark_json = RESULTS_DIR / f"pytest-benchmark-{_session['stamp']}.json"
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _rows:
+        return
+    scale = _session.get("scale", 1.0)
+    load = {"start": _session.get("load_start"), "end": os.getloadavg()}
+    path = write_summary(summary(_rows, scale=scale, load=load), RESULTS_DIR)
+    write = terminalreporter.write_line
+    terminalreporter.section("stent benchmarks")
+    if scale != 1.0:
+        write(f"{SCALE_ENV}={scale:g}: sizes scaled; a target is judged only where the size it is for was run")
+    write(f"load average (1, 5, 15 min): {load['start']} at the start, {load['end']} at the end")
+    write("")
+    for line in table(_rows).splitlines():
+        write(line)
+    write("")
+    write(f"summary saved to {path}; compare two runs with: python benchmarks/compare.py A.json B.json")
+
+
+class Bench:
+    """Opens a setup's environment, measures a workload in it, and records the figures."""
+
+    def __init__(self, run: Callable[[Awaitable[Any]], Any], workdir: Path) -> None:
+        self.run = run
+        self.workdir = workdir
+
+    def open(self, setup: Setup) -> Environment:
+        try:
+            env: Environment = self.run(Environment.open(setup, self.workdir, Servers()))
+        except ServiceDown as exc:
+            if os.environ.get(REQUIRE_SERVICES_ENV) == "1":
+                pytest.fail(f"{exc} ({REQUIRE_SERVICES_ENV}=1)", pytrace=False)
+            pytest.skip(str(exc))
+        return env
+
+    def measure(
+        self, benchmark: Any, setup: Setup, workload: Callable[[Environment], Awaitable[list[Figure]]]
+    ) -> list[Figure]:
+        env = self.open(setup)
+        figures: list[Figure] = []
+        try:
+            benchmark.pedantic(lambda: figures.extend(self.run(workload(env))), rounds=1, iterations=1)
+        finally:
+            self.run(env.close())
+        self.record(setup, figures, benchmark)
+        return figures
+
+    def record(self, setup: Setup, figures: list[Figure], benchmark: Any = None) -> None:
+        for figure in figures:
+            row = row_of(setup, figure)
+            _rows.append(row)
+            if benchmark is not None:
+                benchmark.extra_info[figure.key] = {k: row[k] for k in ("value", "unit", "target", "met")}
+
+
+@pytest.fixture
+def run() -> Iterator[Callable[[Awaitable[Any]], Any]]:
+    """Runs a coroutine on the test's own event loop (the same loop for every call of the test)."""
+    with asyncio.Runner() as runner:
+        yield runner.run
+
+
+@pytest.fixture
+def bench(run: Callable[[Awaitable[Any]], Any], tmp_path: Path) -> Bench:
+    return Bench(run, tmp_path)
+
+
+@pytest.fixture
+def sizes() -> Any:
+    """The workload sizes of this session (the issue's, scaled by STENT_BENCH_SCALE)."""
+    return sizes_for_session()
+
+
+@pytest.fixture(scope="session")
+def pgbench_tps() -> dict[str, Any]:
+    """pgbench's simple-update rate on the PostgreSQL server, measured once per session."""
+    from benchmarks.pgbench import simple_update_tps
+
+    return asyncio.run(simple_update_tps(Servers().postgres))
