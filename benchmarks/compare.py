@@ -83,8 +83,8 @@ def compare(a: dict[str, Any], b: dict[str, Any], threshold: float) -> list[str]
     lines = [f"A: {a.get('created')} (scale {a.get('scale')})   B: {b.get('created')} (scale {b.get('scale')})"]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table]
     for name, only in (("A", rows_a.keys() - rows_b.keys()), ("B", rows_b.keys() - rows_a.keys())):
-        for setup, key in sorted(only):
-            lines.append(f"only in {name}: {setup} {key}")
+        for setup, figure in sorted(only):
+            lines.append(f"only in {name}: {setup} {figure}")
     return lines
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 class Bench:
     """Opens a setup's environment, measures a workload in it, and records the figures."""
 
-    def __init__(self, run: Callable[[Awaitable[Any]], Any], workdir: Path) -> None:
+    def __init__(self, run: Callable[[Coroutine[Any, Any, Any]], Any], workdir: Path) -> None:
         self.run = run
         self.workdir = workdir
 
@@ -96,7 +96,7 @@ class Bench:
         return env
 
     def measure(
-        self, benchmark: Any, setup: Setup, workload: Callable[[Environment], Awaitable[list[Figure]]]
+        self, benchmark: Any, setup: Setup, workload: Callable[[Environment], Coroutine[Any, Any, list[Figure]]]
     ) -> list[Figure]:
         env = self.open(setup)
         figures: list[Figure] = []
@@ -116,14 +116,14 @@ class Bench:
 
 
 @pytest.fixture
-def run() -> Iterator[Callable[[Awaitable[Any]], Any]]:
+def run() -> Iterator[Callable[[Coroutine[Any, Any, Any]], Any]]:
     """Runs a coroutine on the test's own event loop (the same loop for every call of the test)."""
     with asyncio.Runner() as runner:
         yield runner.run
 
 
 @pytest.fixture
-def bench(run: Callable[[Awaitable[Any]], Any], tmp_path: Path) -> Bench:
+def bench(run: Callable[[Coroutine[Any, Any, Any]], Any], tmp_path: Path) -> Bench:
     return Bench(run, tmp_path)
 
 

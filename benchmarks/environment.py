@@ -9,7 +9,9 @@ processes would: the client that dispatches and waits, and the worker that runs 
 database and the notifier's server.  So a wake-up in a benchmark really crosses the notifier, and a waiter in
 the client really waits for it (or for its poll).  The worker runs in the benchmark's process, as a background
 task (``executor.serve(max_concurrency=50)``); only the memory benchmark runs ``stent worker`` as a process of its
-own, whose memory it can read from outside (:mod:`benchmarks.scale`).
+own, whose memory it can read from outside (:mod:`benchmarks.scale`).  Memory storage (for the smoke tests) is
+the one exception to "nothing shared": it is the database, so the executors share the object, and a count of
+the worker's storage calls then includes the client's.
 """
 
 from __future__ import annotations

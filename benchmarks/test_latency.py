@@ -9,6 +9,7 @@ import pytest
 from benchmarks import workloads
 from benchmarks.conftest import SETUPS, Bench
 from benchmarks.environment import Setup
+from benchmarks.sizes import FULL
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -33,7 +34,7 @@ def test_sequential_workflow(benchmark: Any, bench: Bench, sizes: Any, setup: Se
 @pytest.mark.parametrize("setup", SETUPS, ids=str)
 def test_fan_out(benchmark: Any, bench: Bench, sizes: Any, setup: Setup, size: int) -> None:
     """One workflow mapping 500 (then 1,000) trivial children and gathering them: dispatch to result."""
-    children, full = sizes.fan_out[size], workloads.FULL.fan_out[size]
+    children, full = sizes.fan_out[size], FULL.fan_out[size]
     bench.measure(
         benchmark, setup, lambda env: workloads.fan_out_workflow(env, children, sizes.fan_out_rounds, full)
     )
