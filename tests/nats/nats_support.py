@@ -101,9 +101,17 @@ def make_certificates(directory: Path) -> Certificates:
     ca, ca_key = directory / "ca.pem", directory / "ca.key"
     cert, key, request = directory / "server.pem", directory / "server.key", directory / "server.csr"
     extensions = directory / "san.ext"
-    extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): the CA needs a key usage, the server an authority key id.
+    extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nauthorityKeyIdentifier=keyid,issuer\n")
+    ca_extensions = [
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]
     for argv in (
-        ["req", "-x509", *key_options, "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=stent-test-ca"],
+        ["req", "-x509", *key_options, "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=stent-test-ca",
+         *ca_extensions],
         ["req", *key_options, "-keyout", key, "-out", request, "-subj", "/CN=localhost"],
         ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert,
          "-days", "1", "-extfile", extensions],
