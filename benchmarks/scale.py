@@ -109,10 +109,13 @@ async def _all_suspended(client: Stent, worker: WorkerProcess, timeout: float) -
     deadline = time.monotonic() + timeout
     calm = 0
     while calm < 2:
+        depth, running = await client.queue_depth(), await worker.running_tasks()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"benchmark: the worker did not suspend every execution within {timeout:g}s")
-        quiet = await client.queue_depth() == 0 and await worker.running_tasks() == 0
-        calm = calm + 1 if quiet else 0
+            raise TimeoutError(
+                f"benchmark: the worker did not suspend every execution within {timeout:g}s ({depth} tasks still"
+                f" pending, {running} running); the end of its log:\n{worker.log.read_text()[-3000:]}"
+            )
+        calm = calm + 1 if depth == 0 and running == 0 else 0
         await asyncio.sleep(0.2)
 
 
