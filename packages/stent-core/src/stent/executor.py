@@ -395,7 +395,10 @@ class Stent:
                         )
             finally:
                 waiter.cancel()
-            execution = await self._execution(execution_id)
+            final = waiter.result()  # the record the registry read, when it did; read it here otherwise
+            execution = (
+                final if final is not None and final.state.terminal else await self._execution(execution_id)
+            )
         return self._outcome(execution).unwrap()
 
     async def list_executions(

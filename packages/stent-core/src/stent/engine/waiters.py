@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 from stent._async import wait_event_or_timeout
 from stent.errors import StentError
-from stent.model import TaskRecord
+from stent.model import ExecutionRecord, TaskRecord
 from stent.ports import Clock, Storage
 
 log = logging.getLogger("stent.waiters")
@@ -44,8 +44,9 @@ class WaiterRegistry:
         # (the completion ran between the caller's read and its wait) finds the record here instead of waiting
         # for the next poll.
         self._recent: OrderedDict[str, TaskRecord] = OrderedDict()
-        self._executions: dict[str, list[asyncio.Future[None]]] = {}
-        self._recent_executions: OrderedDict[str, None] = OrderedDict()
+        # Executions waited for, and those that ended lately (with their final record when it was read here).
+        self._executions: dict[str, list[asyncio.Future[ExecutionRecord | None]]] = {}
+        self._recent_executions: OrderedDict[str, ExecutionRecord | None] = OrderedDict()
 
     @property
     def waiting(self) -> int:
@@ -84,15 +85,15 @@ class WaiterRegistry:
             if not future.done():
                 future.set_result(record)
 
-    async def wait_execution(self, execution_id: str) -> None:
-        """Return once the execution has ended (its record then shows how)."""
+    async def wait_execution(self, execution_id: str) -> ExecutionRecord | None:
+        """Return once the execution has ended: its final record when this registry read it, else ``None``."""
         if execution_id in self._recent_executions:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return self._recent_executions[execution_id]
+        future: asyncio.Future[ExecutionRecord | None] = asyncio.get_running_loop().create_future()
         self._executions.setdefault(execution_id, []).append(future)
         self._ensure_poller()
         try:
-            await future
+            return await future
         finally:
             waiters = self._executions.get(execution_id)
             if waiters is not None and future in waiters:
@@ -100,13 +101,14 @@ class WaiterRegistry:
                 if not waiters:
                     del self._executions[execution_id]
 
-    def execution_finished(self, execution_id: str) -> None:
-        self._recent_executions[execution_id] = None
+    def execution_finished(self, execution_id: str, record: ExecutionRecord | None = None) -> None:
+        """The execution ended; ``record`` is its final record, when the caller read it."""
+        self._recent_executions[execution_id] = record
         if len(self._recent_executions) > _RECENT_LIMIT:
             self._recent_executions.popitem(last=False)
         for future in self._executions.pop(execution_id, []):
             if not future.done():
-                future.set_result(None)
+                future.set_result(record)
 
     def _ensure_poller(self) -> None:
         if self._poller is None or self._poller.done():
@@ -139,6 +141,6 @@ class WaiterRegistry:
                 for execution_id in list(self._executions):
                     execution = await self._storage.get_execution(execution_id)
                     if execution is None or execution.state.terminal:
-                        self.execution_finished(execution_id)
+                        self.execution_finished(execution_id, execution)
             except StentError as exc:
                 log.warning("polling for finished work failed, will retry: %s", exc)

@@ -66,6 +66,7 @@ class ClaimDone:
 class TaskWaiting:
     now: float
     task_id: str
+    limited: bool = False  # its function has a max_concurrent (the slot it frees may unblock a held-back task)
 
 
 @attrs.frozen
@@ -78,6 +79,7 @@ class TaskResumed:
 class TaskEnded:
     now: float
     task_id: str
+    limited: bool = False  # its function has a max_concurrent (the slot it frees may unblock a held-back task)
 
 
 @attrs.frozen
@@ -226,21 +228,21 @@ class WorkerMachine:
                 self._next_housekeeping_at = now
             case ClaimDone(now, requested, claimed, failed):
                 self._on_claim_done(now, requested, claimed, failed)
-            case TaskWaiting(_, task_id):
+            case TaskWaiting(_, task_id, limited):
                 if task_id in self.running:
                     self.running.discard(task_id)
                     self.waiting.add(task_id)
-                    self._rearm_claim(event.now)
+                    self._rearm_claim(event.now, limited)
             case TaskResumed(_, task_id):
                 if task_id in self.waiting:
                     self.waiting.discard(task_id)
                     self.running.add(task_id)
-            case TaskEnded(now, task_id):
+            case TaskEnded(now, task_id, limited):
                 self.running.discard(task_id)
                 self.waiting.discard(task_id)
                 self.handing_back.discard(task_id)
                 self._interrupted.discard(task_id)
-                self._rearm_claim(now)
+                self._rearm_claim(now, limited)
             case WorkNotified(now):
                 self.poll_delay = self.config.poll_interval
                 self._next_claim_at = now
@@ -257,10 +259,13 @@ class WorkerMachine:
 
     # -- transitions ---------------------------------------------------------------------------------------
 
-    def _rearm_claim(self, now: float) -> None:
-        # A freed slot is worth a claim at once when the last claim found work: more may be ready, or held back
-        # only by a max_concurrent limit that this very completion just relaxed.
-        if self._last_claim_found_work and (self._next_claim_at is None or self._next_claim_at > now):
+    def _rearm_claim(self, now: float, limited: bool) -> None:
+        # A freed slot is worth a claim at once when the last claim filled every slot (more may be ready), or when
+        # it found work and the slot was a limited function's (a task may be held back only by the max_concurrent
+        # limit this very completion just relaxed).  After a partial claim the queue was drained: the next claim
+        # is already scheduled, and one now would only find nothing.
+        worth_it = self._last_claim_full or (limited and self._last_claim_found_work)
+        if worth_it and (self._next_claim_at is None or self._next_claim_at > now):
             self._next_claim_at = now
 
     def _on_claim_done(self, now: float, requested: int, claimed: tuple[str, ...], failed: bool) -> None:

@@ -83,7 +83,7 @@ class WorkerShell:
         self._promote_sleep = promote_sleep
         self.runner = TaskRunner(
             runtime,
-            on_waiting=lambda task_id: self._post(TaskWaiting(self._now(), task_id)),
+            on_waiting=lambda task_id: self._post(TaskWaiting(self._now(), task_id, self._limited(task_id))),
             on_resumed=lambda task_id: self._post(TaskResumed(self._now(), task_id)),
             lease_seconds=options.lease_duration,
             suspend_after=suspend_after,
@@ -277,10 +277,13 @@ class WorkerShell:
         except Exception:
             log.exception("worker bug while running task %s; its lease will expire and it will be retried", task_id)
         finally:
-            self._coroutines.pop(task_id, None)
-            self._records.pop(task_id, None)
-            self._stop_mode.pop(task_id, None)
-            self._post(TaskEnded(self._now(), task_id))
+            # A stale run of a task this worker has claimed again (its lease expired while a write was retried)
+            # must not end the bookkeeping of the current run.
+            if self._coroutines.get(task_id) is asyncio.current_task():
+                self._coroutines.pop(task_id, None)
+                self._records.pop(task_id, None)
+                self._stop_mode.pop(task_id, None)
+                self._post(TaskEnded(self._now(), task_id, record.max_concurrent is not None))
 
     def _run_done(self, record: TaskRecord, coroutine: asyncio.Task[None]) -> None:
         """A task's coroutine cancelled before it ever ran skipped ``_run``'s cleanup: do it here."""
@@ -291,7 +294,11 @@ class WorkerShell:
         self._records.pop(task_id, None)
         if self._stop_mode.pop(task_id, None) == _RELEASE:
             self._spawn_io(self._release(record.fence, record.queue))
-        self._post(TaskEnded(self._now(), task_id))
+        self._post(TaskEnded(self._now(), task_id, record.max_concurrent is not None))
+
+    def _limited(self, task_id: str) -> bool:
+        record = self._records.get(task_id)
+        return record is not None and record.max_concurrent is not None
 
     async def _release(self, fence: Fence, queue: str) -> None:
         try:

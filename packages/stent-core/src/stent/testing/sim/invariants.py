@@ -130,9 +130,11 @@ class InvariantChecker:
         if method == "renew_leases":
             fences = _arg(args, kwargs, 1, "fences") or ()
             return {f.task_id: (f, self.storage._tasks.get(f.task_id)) for f in fences}
-        if method == "complete_tasks":
-            fences = [c.fence for c in _arg(args, kwargs, 0, "completions") or ()]
-            return {f.task_id: (f, self.storage._tasks.get(f.task_id)) for f in fences}
+        if method == "complete_tasks":  # a batch may hold a task twice (a stale run's completion and the current)
+            tokens: dict[str, set[int]] = {}
+            for completion in _arg(args, kwargs, 0, "completions") or ():
+                tokens.setdefault(completion.fence.task_id, set()).add(completion.fence.token)
+            return {task_id: (held, self.storage._tasks.get(task_id)) for task_id, held in tokens.items()}
         return None
 
     def after(
@@ -171,16 +173,12 @@ class InvariantChecker:
             for landed in result or ():
                 if not isinstance(landed, TaskRecord):
                     continue  # refused: the row comparison below shows it changed nothing
-                fence, before = pre.get(landed.task_id, (None, None))
-                if (
-                    fence is None
-                    or before is None
-                    or before.fencing_token != fence.token
-                    or not before.state.leased
-                ):
+                tokens, before = pre.get(landed.task_id, (set(), None))
+                if before is None or before.fencing_token not in tokens or not before.state.leased:
                     self.violate(
                         "stale write accepted",
-                        f"{node} completed {short(landed.task_id)} with a fence that did not hold",
+                        f"{node} completed {short(landed.task_id)} with token(s) {sorted(tokens)}, but the task was"
+                        f" {before and before.state.value} with token {before and before.fencing_token}",
                     )
         claim_now = _arg(args, kwargs, 1, "now") if method == "claim_tasks" else None
         self._diff_tasks(node, method, claim_now)
