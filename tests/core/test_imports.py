@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 CORE_SRC = Path(__file__).resolve().parents[2] / "packages" / "stent-core" / "src"
-DRIVERS = ("aiosqlite", "asyncpg", "redis", "nats")
+DRIVERS = ("sqlite3", "asyncpg", "redis", "nats")  # stent-sqlite drives the standard library's sqlite3
 ADAPTERS = ("stent_sqlite", "stent_postgres", "stent_redis", "stent_nats")
 
 
@@ -51,5 +51,4 @@ def test_loading_every_plugin_imports_no_driver() -> None:
 
 def test_an_imported_driver_would_be_noticed() -> None:
     """Guards the guard: importing a driver does show up in what the checks above inspect."""
-    pytest.importorskip("aiosqlite", reason="aiosqlite is not installed, so nothing here could import it")
-    assert "aiosqlite" in modules_after("import aiosqlite")
+    assert "sqlite3" in modules_after("import sqlite3")

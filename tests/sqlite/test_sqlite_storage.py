@@ -93,8 +93,9 @@ async def test_coroutines_sharing_one_instance_never_interleave_transactions(tmp
     await storage.close()
 
 
-async def test_a_cancelled_call_leaves_the_connection_usable(tmp_path: Path) -> None:
-    """Cancelling a call while its transaction waits for the lock rolls it back; the next call works."""
+async def test_a_cancelled_call_runs_whole_and_leaves_the_connection_usable(tmp_path: Path) -> None:
+    """A call cancelled while it waits for the lock stops waiting; its operation still runs whole, like a reply
+    lost on the way back, and the next call works."""
     path = tmp_path / "stent.db"
     storage = SQLiteStorage(path, busy_timeout=30)
     await storage.init_db()
@@ -102,7 +103,7 @@ async def test_a_cancelled_call_leaves_the_connection_usable(tmp_path: Path) -> 
     blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     blocker.execute("BEGIN IMMEDIATE")
     call = asyncio.ensure_future(storage.create_execution(execution("cancelled"), clock.now()))
-    for _ in range(20):  # let the call reach BEGIN IMMEDIATE, which now waits in the driver's thread
+    for _ in range(20):  # let the call reach BEGIN IMMEDIATE, which now waits on the database thread
         await asyncio.sleep(0)
     call.cancel()
     blocker.execute("ROLLBACK")
@@ -112,17 +113,53 @@ async def test_a_cancelled_call_leaves_the_connection_usable(tmp_path: Path) -> 
     _, created = await storage.create_execution(execution("next"), clock.now())
     assert created
     assert await storage.get_execution("next") is not None
+    assert await storage.get_execution("cancelled") is not None
+    assert await storage.get_task("cancelled-root") is not None
     await storage.close()
 
 
+def test_a_program_that_never_closes_its_storage_still_exits(tmp_path: Path) -> None:
+    """A program returning from asyncio.run() without close() exits at once, and what it wrote is on disk."""
+    path = tmp_path / "stent.db"
+    script = (
+        "import asyncio, sys\n"
+        "from stent.clocks import FakeClock\n"
+        "from stent.model import NewExecution, NewTask\n"
+        "from stent_sqlite import SQLiteStorage\n"
+        "async def main():\n"
+        "    storage = SQLiteStorage(sys.argv[1])\n"
+        "    await storage.init_db()\n"
+        "    await storage.create_execution(NewExecution('e1', NewTask('e1-root', 'work', '[]')), FakeClock().now())\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT execution_id FROM stent_executions").fetchall() == [("e1",)]
+    conn.close()
+
+
+def test_one_instance_serves_event_loops_in_turn(tmp_path: Path) -> None:
+    """An instance used under one asyncio.run() and then under another keeps answering each caller."""
+    storage = SQLiteStorage(tmp_path / "stent.db")
+    asyncio.run(storage.init_db())
+    asyncio.run(storage.create_execution(execution("e1"), FakeClock().now()))
+    assert asyncio.run(storage.get_execution("e1")) is not None
+    asyncio.run(storage.close())
+
+
 def test_plugin_and_core_import_without_the_driver() -> None:
-    """Importing stent and the sqlite plugin module does not import aiosqlite; resolving a URL does."""
+    """Importing stent and the sqlite plugin module imports neither the storage nor sqlite3; resolving a URL does."""
     script = (
         "import sys\n"
         "import stent, stent_sqlite, stent_sqlite.plugin\n"
-        "assert 'aiosqlite' not in sys.modules, 'imported too early'\n"
+        "early = {'sqlite3', 'stent_sqlite.storage'} & set(sys.modules)\n"
+        "assert not early, f'imported too early: {early}'\n"
         "storage = stent_sqlite.plugin.make_sqlite_storage('sqlite://:memory:')\n"
-        "assert type(storage).__name__ == 'SQLiteStorage' and 'aiosqlite' in sys.modules\n"
+        "assert type(storage).__name__ == 'SQLiteStorage'\n"
+        "assert {'sqlite3', 'stent_sqlite.storage'} <= set(sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr

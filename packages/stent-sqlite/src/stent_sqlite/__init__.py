@@ -1,7 +1,7 @@
-"""stent-sqlite: the Storage port on SQLite (through aiosqlite).
+"""stent-sqlite: the Storage port on SQLite (through the standard library's sqlite3).
 
 ``SQLiteStorage`` is imported lazily so that importing this package (as the plugin host does to register the
-``sqlite://`` scheme) never imports the driver.
+``sqlite://`` scheme) never imports the driver or the storage code.
 """
 
 from __future__ import annotations

@@ -2,16 +2,15 @@
 
 Each runs a fixed handful of statements whatever the batch size (a JSON array bound as one parameter and read
 with ``json_each``, or ``executemany``), so a worker finishing fifty tasks at once pays for one transaction and a
-few round trips to the connection's thread, not fifty of each.  Semantics are those of the single operations,
+few statements, not fifty of each.  Semantics are those of the single operations,
 item by item: a completion whose fence does not hold changes nothing and gets its error back in its place.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-
-import aiosqlite
 
 from stent.errors import LeaseLost, TaskNotFound
 from stent.model import Completion, ExecutionRecord, ExecutionState, NewExecution, TaskRecord
@@ -43,27 +42,27 @@ _COMPLETE_MANY = (
 )
 
 
-async def complete_many(
-    conn: aiosqlite.Connection, completions: Sequence[Completion], now: datetime
+def complete_many(
+    conn: sqlite3.Connection, completions: Sequence[Completion], now: datetime
 ) -> tuple[dict[str, TaskRecord], dict[str, LeaseLost | TaskNotFound]]:
     """Complete the (distinct, update-free) ``completions`` in the caller's transaction.
 
     Returns the completed tasks and, for the others, the error their fence met, both by task id.
     """
     items = [[c.fence.task_id, c.fence.token, c.result] for c in completions]
-    rows = await conn.execute_fetchall(_COMPLETE_MANY, {"items": encode_list(items), "now": to_us(now)})
+    rows = conn.execute(_COMPLETE_MANY, {"items": encode_list(items), "now": to_us(now)}).fetchall()
     done = {task.task_id: task for task in map(task_from_row, rows)}
-    await after_finish_many(conn, list(done.values()), now)
+    after_finish_many(conn, list(done.values()), now)
     refused: dict[str, LeaseLost | TaskNotFound] = {}
     missed = [c.fence for c in completions if c.fence.task_id not in done]
     if missed:
         found = {
             row[0]: (row[1], row[2])
-            for row in await conn.execute_fetchall(
+            for row in conn.execute(
                 "SELECT task_id, fencing_token, state FROM stent_tasks"
                 " WHERE task_id IN (SELECT value FROM json_each(?))",
                 (encode_list([f.task_id for f in missed]),),
-            )
+            ).fetchall()
         }
         for fence in missed:
             if fence.task_id not in found:
@@ -74,18 +73,18 @@ async def complete_many(
     return done, refused
 
 
-async def create_many(
-    conn: aiosqlite.Connection, news: Sequence[NewExecution], now: datetime
+def create_many(
+    conn: sqlite3.Connection, news: Sequence[NewExecution], now: datetime
 ) -> list[tuple[ExecutionRecord, bool]]:
     """Create the executions of ``news`` not stored yet, in the caller's transaction; each record and whether
     this call created it, in order."""
     ids = [new.execution_id for new in news]
     stored = {
         row[0]
-        for row in await conn.execute_fetchall(
+        for row in conn.execute(
             "SELECT execution_id FROM stent_executions WHERE execution_id IN (SELECT value FROM json_each(?))",
             (encode_list(ids),),
-        )
+        ).fetchall()
     }
     made: dict[str, ExecutionRecord] = {}
     roots: list[TaskRecord] = []
@@ -105,14 +104,14 @@ async def create_many(
         )
         roots.append(root)
     if made:
-        await conn.executemany(EXECUTION_INSERT, [execution_params(e) for e in made.values()])
-        await conn.executemany(TASK_INSERT, [task_params(t) for t in roots])
+        conn.executemany(EXECUTION_INSERT, [execution_params(e) for e in made.values()])
+        conn.executemany(TASK_INSERT, [task_params(t) for t in roots])
     existing: dict[str, ExecutionRecord] = {}
     if stored:
-        rows = await conn.execute_fetchall(
+        rows = conn.execute(
             f"SELECT {EXECUTION_SELECT} FROM stent_executions WHERE execution_id IN (SELECT value FROM json_each(?))",
             (encode_list(sorted(stored)),),
-        )
+        ).fetchall()
         existing = {e.execution_id: e for e in map(execution_from_row, rows)}
     out: list[tuple[ExecutionRecord, bool]] = []
     for new in news:

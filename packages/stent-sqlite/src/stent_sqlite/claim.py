@@ -11,11 +11,11 @@ is full, the query is run again and sees the tasks just claimed as running."""
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiosqlite
 import attrs
 
 from stent.model import ClaimRequest, TaskRecord, TaskState
@@ -97,7 +97,7 @@ def _choose(rows: Sequence[Any], need: int, taken: set[str]) -> list[TaskRecord]
     return chosen
 
 
-async def claim(conn: aiosqlite.Connection, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
+def claim(conn: sqlite3.Connection, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
     """Claim up to ``request.limit`` (> 0) tasks; the caller holds a ``BEGIN IMMEDIATE`` transaction."""
     sql = candidate_sql(request.queues is not None, request.tags is not None)
     params: dict[str, Any] = {
@@ -114,11 +114,11 @@ async def claim(conn: aiosqlite.Connection, request: ClaimRequest, now: datetime
         need = request.limit - len(claimed)
         # Some slack, so a few candidates skipped for max_concurrent rarely cost a second query.
         chunk = need + min(need, 32) + 8
-        rows = list(await conn.execute_fetchall(sql, {**params, "chunk": chunk}))
+        rows = conn.execute(sql, {**params, "chunk": chunk}).fetchall()
         chosen = _choose(rows, need, taken)
         if not chosen:
             break
-        token_rows = list(await conn.execute_fetchall(_TOKENS, (len(chosen),)))
+        token_rows = conn.execute(_TOKENS, (len(chosen),)).fetchall()
         first = int(token_rows[0][0]) - len(chosen) + 1
         batch: list[TaskRecord] = []
         for offset, task in enumerate(chosen):
@@ -134,12 +134,12 @@ async def claim(conn: aiosqlite.Connection, request: ClaimRequest, now: datetime
                     updated_at=now,
                 )
             )
-        await conn.executemany(
+        conn.executemany(
             _TAKE, [(request.worker_id, lease_us, t.fencing_token, now_us, now_us, t.task_id) for t in batch]
         )
         roots = [t.execution_id for t in batch if t.parent_task_id is None]
         if roots:
-            await conn.execute(_START_EXECUTIONS, (now_us, encode_list(roots)))
+            conn.execute(_START_EXECUTIONS, (now_us, encode_list(roots)))
         claimed.extend(batch)
         taken.update(t.task_id for t in batch)
         if len(rows) < chunk:  # every candidate was seen

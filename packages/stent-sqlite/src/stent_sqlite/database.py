@@ -1,26 +1,38 @@
-"""One SQLite connection, its transactions, URL parsing, and the mapping of driver errors to stent's.
+"""One SQLite connection on a thread of its own, its transactions, URL parsing, and the mapping of driver errors.
 
-A storage instance owns one aiosqlite connection (which runs on its own thread).  An :class:`asyncio.Lock`
-serializes everything done on it, so two coroutines' transactions never interleave on the shared connection;
-other processes and other connections are kept apart by SQLite's own locking (``BEGIN IMMEDIATE`` takes the
-write lock before the first read, so a read-then-write can never be overtaken by another writer).
+A storage instance owns one daemon thread, which owns one stdlib :mod:`sqlite3` connection (opened on first
+use).  Each port operation is one plain function run on that thread with :meth:`Database.run`: the
+``BEGIN IMMEDIATE``, every statement, the ``COMMIT`` (or the rollback) and the translation of driver errors all
+happen there, and the event loop hears back once.  A hop between the loop and the thread costs far more than a
+short statement, so a transaction pays for one hop, not one per statement.
+
+The thread runs operations one at a time, in the order they were submitted, so two coroutines' transactions
+never interleave on the shared connection; other processes and other connections are kept apart by SQLite's own
+locking (``BEGIN IMMEDIATE`` takes the write lock before the first read, so a read-then-write can never be
+overtaken by another writer).
+
+A caller cancelled while its operation is queued or running stops waiting at once, but the operation still runs
+to its end on the thread, committing or rolling back as a whole: as when a reply is lost on the network, the
+change may or may not have been made, and never half made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any
-
-import aiosqlite
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from queue import SimpleQueue
+from typing import Any, TypeVar
 
 from stent.errors import ConfigurationError, StorageCorrupt, StorageUnavailable
 
 log = logging.getLogger("stent_sqlite")
+
+T = TypeVar("T")
 
 MEMORY = ":memory:"
 
@@ -85,105 +97,159 @@ def translate(exc: sqlite3.Error, path: str) -> BaseException:
     return exc
 
 
-@contextmanager
-def translated(path: str) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        mapped = translate(exc, path)
-        if mapped is exc:
+class _Thread:
+    """A daemon thread running jobs one at a time, in order, and the connection only those jobs touch.
+
+    Daemon, so that a program that never closed its storage still exits when ``asyncio.run()`` returns
+    (committed transactions are already on disk).
+    """
+
+    def __init__(self, path: str, busy_timeout: float) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.conn: sqlite3.Connection | None = None
+        self.jobs: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
+        threading.Thread(target=self._serve, name=f"stent-sqlite {path}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            job()
+        self.discard()
+
+    def connection(self) -> sqlite3.Connection:
+        """The connection, opened on first use."""
+        if self.conn is None:
+            self.conn = self._open()
+        return self.conn
+
+    def _open(self) -> sqlite3.Connection:
+        _check_location(self.path)
+        # isolation_level=None: the driver never opens transactions by itself; Database.run issues BEGIN.
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL loses at most the last commits on power loss, never consistency.
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            conn.close()
             raise
-        raise mapped from exc
+        return conn
+
+    def discard(self) -> None:
+        """Drop the connection (closing, or left in an unknown state); the next job opens a fresh one."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.debug("closing a discarded connection to %s failed", self.path, exc_info=True)
+
+
+def _check_location(path: str) -> None:
+    if path == MEMORY:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigurationError(
+            f"cannot open the SQLite database {path!r}: its directory {directory!r} does not exist;"
+            f" create it first (mkdir -p {directory!r})"
+        )
+    if os.path.isdir(path):
+        raise ConfigurationError(f"{path!r} is a directory; give the path of a database file inside it")
 
 
 class Database:
-    """The connection of one storage instance, opened on first use and shared under a lock."""
+    """The connection of one storage instance, on its own thread, opened on first use."""
 
     def __init__(self, path: str, *, busy_timeout: float) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._thread: _Thread | None = None
+        self._starting = threading.Lock()  # the storage may be used from more than one event loop's thread
 
-    def _check_location(self) -> None:
-        if self.path == MEMORY:
-            return
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(directory):
-            raise ConfigurationError(
-                f"cannot open the SQLite database {self.path!r}: its directory {directory!r} does not exist;"
-                f" create it first (mkdir -p {directory!r})"
-            )
-        if os.path.isdir(self.path):
-            raise ConfigurationError(f"{self.path!r} is a directory; give the path of a database file inside it")
+    async def run(
+        self, work: Callable[[sqlite3.Connection], T], *, write: bool = True, transaction: bool = True
+    ) -> T:
+        """``work(conn)`` run on the database thread, in one transaction; its result, with one hop each way.
 
-    async def _open(self) -> aiosqlite.Connection:
-        if self._conn is not None:
-            return self._conn
-        self._check_location()
-        # isolation_level=None: the driver never opens transactions by itself; we issue BEGIN IMMEDIATE.
-        pending = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-        # aiosqlite runs the connection on a thread of its own; a daemon thread lets a program that never
-        # closed its backend still exit when asyncio.run() returns (committed transactions are already on disk).
-        thread = getattr(pending, "_thread", None)  # aiosqlite keeps its worker thread here (not yet started)
-        if thread is not None and not thread.is_alive():
-            thread.daemon = True
-        conn = await pending
+        Writes take the write lock up front (``BEGIN IMMEDIATE``); ``write=False`` opens a deferred (read)
+        transaction; ``transaction=False`` runs ``work`` on its own, for a single statement, which SQLite makes
+        atomic.  Any exception rolls the transaction back; driver errors become stent's (:func:`translate`).
+        """
+        with self._starting:
+            if self._thread is None:
+                self._thread = _Thread(self.path, self.busy_timeout)
+            thread = self._thread
+        return await _call(thread, lambda: self._transact(thread, work, write, transaction))
+
+    def _transact(
+        self, thread: _Thread, work: Callable[[sqlite3.Connection], T], write: bool, transaction: bool
+    ) -> T:
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            # With WAL, NORMAL loses at most the last commits on power loss, never consistency.
-            await conn.execute("PRAGMA synchronous=NORMAL")
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
-        return conn
-
-    async def _discard(self) -> None:
-        """Drop a connection left in an unknown state; the next operation opens a fresh one."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
+            conn = thread.connection()
+            if not transaction:
+                return work(conn)
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
-                await conn.close()
-            except Exception:
-                log.debug("closing a discarded connection to %s failed", self.path, exc_info=True)
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
-        """The connection, held exclusively, with driver errors translated; for single statements."""
-        async with self._lock:
-            with translated(self.path):
-                yield await self._open()
-
-    @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        """One transaction: ``BEGIN IMMEDIATE`` for writes (the write lock up front), deferred for reads."""
-        async with self._lock:
-            with translated(self.path):
-                conn = await self._open()
-                try:
-                    # BEGIN is inside the try: a cancellation while it waits for the lock must still roll back
-                    # the transaction it opens in the driver's thread a moment later.
-                    await conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                    yield conn
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    # aiosqlite runs calls in submission order, so even when this task was cancelled while a
-                    # statement was in flight, the rollback lands after it and before anyone's next BEGIN.
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
                     try:
-                        await conn.rollback()
+                        conn.execute("ROLLBACK")
                     except Exception:
-                        await self._discard()
-                    raise
+                        thread.discard()
+                raise
+            return result
+        except sqlite3.Error as exc:
+            mapped = translate(exc, self.path)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     async def fetchall(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         """Run one statement on its own (SQLite makes it atomic) and return its rows."""
-        async with self.connection() as conn:
-            return list(await conn.execute_fetchall(sql, params))
+        return await self.run(lambda conn: conn.execute(sql, params).fetchall(), transaction=False)
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._discard()
+        """Close the connection once the operations already submitted have run; a later call opens a new one."""
+        with self._starting:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            try:
+                await _call(thread, thread.discard)
+            finally:
+                thread.jobs.put(None)  # the thread ends after the operations queued before it
+
+
+async def _call(thread: _Thread, job: Callable[[], T]) -> T:
+    """``job()`` run on ``thread``; its result or exception delivered to the calling loop."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        deliver: Callable[[], None]
+        try:
+            deliver = functools.partial(_set_result, future, job())
+        except BaseException as exc:
+            deliver = functools.partial(_set_exception, future, exc)
+        try:
+            loop.call_soon_threadsafe(deliver)
+        except RuntimeError:  # the loop was closed: nobody is waiting for this reply
+            log.debug("an operation on %s finished after its event loop closed", thread.path)
+
+    thread.jobs.put(run)
+    return await future
+
+
+def _set_result(future: asyncio.Future[T], result: T) -> None:
+    if not future.cancelled():  # a cancelled caller stopped waiting; the job ran all the same
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.cancelled():
+        future.set_exception(error)
 
 
 def check_busy_timeout(value: object) -> float:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -45,8 +46,6 @@ from stent_sqlite.transitions import (
 )
 
 if TYPE_CHECKING:
-    import aiosqlite
-
     from stent_sqlite.database import Database
 
 _UNFINISHED_EXECUTION = "('pending', 'running', 'cancelling')"
@@ -59,35 +58,34 @@ class SQLiteOperations:
 
     async def send_signal(self, execution_id: str, name: str, payload: str, now: datetime) -> SignalRecord:
         now_us = to_us(now)
-        async with self._db.transaction() as conn:
-            execution = await fetch_execution(conn, execution_id)
+
+        def send(conn: sqlite3.Connection) -> SignalRecord:
+            execution = fetch_execution(conn, execution_id)
             if execution is None:
                 raise ExecutionNotFound(execution_id)
             if stopping(execution):
                 raise ExecutionFinished(execution_id, execution.state.value, f"send signal {name!r}")
             # The oldest step of this execution waiting for this name takes the signal at once.
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE stent_tasks SET state = 'completed', result = :payload, finished_at = :now,"
-                    " updated_at = :now WHERE task_id = (SELECT task_id FROM stent_tasks WHERE execution_id = :e"
-                    " AND kind = 'signal' AND function = :function AND state = 'pending' ORDER BY seq LIMIT 1)"
-                    f" RETURNING {TASK_SELECT}",
-                    {"payload": payload, "now": now_us, "e": execution_id, "function": SIGNAL_PREFIX + name},
-                )
-            )
+            rows = conn.execute(
+                "UPDATE stent_tasks SET state = 'completed', result = :payload, finished_at = :now,"
+                " updated_at = :now WHERE task_id = (SELECT task_id FROM stent_tasks WHERE execution_id = :e"
+                " AND kind = 'signal' AND function = :function AND state = 'pending' ORDER BY seq LIMIT 1)"
+                f" RETURNING {TASK_SELECT}",
+                {"payload": payload, "now": now_us, "e": execution_id, "function": SIGNAL_PREFIX + name},
+            ).fetchall()
             consumed_by = None
             if rows:
                 step = task_from_row(rows[0])
                 consumed_by = step.task_id
-                await wake_parent(conn, step, now)
-            stored = list(
-                await conn.execute_fetchall(
-                    "INSERT INTO stent_signals (execution_id, name, payload, created_at, consumed_by)"
-                    " VALUES (?, ?, ?, ?, ?) RETURNING signal_id",
-                    (execution_id, name, payload, now_us, consumed_by),
-                )
-            )
-        return SignalRecord(stored[0][0], execution_id, name, payload, now, consumed_by)
+                wake_parent(conn, step, now)
+            stored = conn.execute(
+                "INSERT INTO stent_signals (execution_id, name, payload, created_at, consumed_by)"
+                " VALUES (?, ?, ?, ?, ?) RETURNING signal_id",
+                (execution_id, name, payload, now_us, consumed_by),
+            ).fetchall()
+            return SignalRecord(stored[0][0], execution_id, name, payload, now, consumed_by)
+
+        return await self._db.run(send)
 
     async def list_signals(self, execution_id: str) -> list[SignalRecord]:
         rows = await self._db.fetchall(
@@ -99,47 +97,51 @@ class SQLiteOperations:
 
     async def cancel_execution(self, execution_id: str, now: datetime) -> tuple[ExecutionRecord, bool]:
         now_us = to_us(now)
-        async with self._db.transaction() as conn:
-            execution = await fetch_execution(conn, execution_id)
+
+        def cancel(conn: sqlite3.Connection) -> tuple[ExecutionRecord, bool]:
+            execution = fetch_execution(conn, execution_id)
             if execution is None:
                 raise ExecutionNotFound(execution_id)
             if stopping(execution):
                 return execution, False
-            await stop_unleased(conn, [execution_id], now)
-            root = await fetch_task(conn, execution.root_task_id)
+            stop_unleased(conn, [execution_id], now)
+            root = fetch_task(conn, execution.root_task_id)
             # A running root learns at its next renewal and ends the execution; otherwise it ends now.
             if root is not None and root.state.leased:
                 change = "state = 'cancelling', updated_at = :now"
             else:
                 change = "state = 'cancelled', updated_at = :now, finished_at = :now"
-            rows = list(
-                await conn.execute_fetchall(
-                    f"UPDATE stent_executions SET {change} WHERE execution_id = :e RETURNING {EXECUTION_SELECT}",
-                    {"now": now_us, "e": execution_id},
-                )
-            )
-        return execution_from_row(rows[0]), True
+            rows = conn.execute(
+                f"UPDATE stent_executions SET {change} WHERE execution_id = :e RETURNING {EXECUTION_SELECT}",
+                {"now": now_us, "e": execution_id},
+            ).fetchall()
+            return execution_from_row(rows[0]), True
+
+        return await self._db.run(cancel)
 
     async def time_out_executions(self, now: datetime, limit: int) -> list[str]:
         if limit <= 0:
             return []
         now_us = to_us(now)
-        async with self._db.transaction() as conn:
-            rows = await conn.execute_fetchall(
+
+        def time_out(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
                 "SELECT execution_id FROM stent_executions INDEXED BY ix_stent_executions_deadline"
                 f" WHERE deadline IS NOT NULL AND state IN {_UNFINISHED_EXECUTION} AND deadline <= ?"
                 " ORDER BY deadline, execution_id LIMIT ?",
                 (now_us, limit),
-            )
+            ).fetchall()
             ids = [row[0] for row in rows]
             if ids:
-                await stop_unleased(conn, ids, now)
-                await conn.execute(
+                stop_unleased(conn, ids, now)
+                conn.execute(
                     "UPDATE stent_executions SET state = 'timed_out', updated_at = ?, finished_at = ?"
                     " WHERE execution_id IN (SELECT value FROM json_each(?))",
                     (now_us, now_us, encode_list(ids)),
                 )
-        return ids
+            return ids
+
+        return await self._db.run(time_out)
 
     # -- dead letters ----------------------------------------------------------------------------------------
 
@@ -163,41 +165,42 @@ class SQLiteOperations:
 
     async def replay_dead_letter(self, task_id: str, queue: str | None, now: datetime) -> TaskRecord:
         now_us = to_us(now)
-        async with self._db.transaction() as conn:
-            dead = list(
-                await conn.execute_fetchall("SELECT 1 FROM stent_dead_letters WHERE task_id = ?", (task_id,))
-            )
+
+        def replay(conn: sqlite3.Connection) -> TaskRecord:
+            dead = conn.execute("SELECT 1 FROM stent_dead_letters WHERE task_id = ?", (task_id,)).fetchall()
             if not dead:
                 raise TaskNotFound(task_id)
-            task = await fetch_task(conn, task_id)
+            task = fetch_task(conn, task_id)
             if task is None:
                 raise StentError(f"dead letter {task_id} belongs to an execution that was cleaned up; discard it")
-            await conn.execute("DELETE FROM stent_dead_letters WHERE task_id = ?", (task_id,))
-            task = await update_task(
+            conn.execute("DELETE FROM stent_dead_letters WHERE task_id = ?", (task_id,))
+            task = update_task(
                 conn,
                 task_id,
                 "state = 'pending', attempt = attempt + 1, queue = :queue, scheduled_for = :now, error = NULL,"
                 " finished_at = NULL, updated_at = :now",
                 {"queue": queue or task.queue, "now": now_us},
             )
-            await self._reopen_ancestors(conn, task, now)
-        return task
+            self._reopen_ancestors(conn, task, now)
+            return task
 
-    async def _reopen_ancestors(self, conn: aiosqlite.Connection, task: TaskRecord, now: datetime) -> None:
+        return await self._db.run(replay)
+
+    def _reopen_ancestors(self, conn: sqlite3.Connection, task: TaskRecord, now: datetime) -> None:
         """Parents that failed because this task failed wait for it again; so does a failed execution."""
         child = task
         while child.parent_task_id is not None:
-            parent = await fetch_task(conn, child.parent_task_id)
+            parent = fetch_task(conn, child.parent_task_id)
             if parent is None or parent.state is not TaskState.FAILED or parent.attempt != child.parent_attempt:
                 return
-            await conn.execute("DELETE FROM stent_dead_letters WHERE task_id = ?", (parent.task_id,))
-            child = await update_task(
+            conn.execute("DELETE FROM stent_dead_letters WHERE task_id = ?", (parent.task_id,))
+            child = update_task(
                 conn,
                 parent.task_id,
                 "state = 'suspended', error = NULL, finished_at = NULL, updated_at = :now",
                 {"now": to_us(now)},
             )
-        await conn.execute(
+        conn.execute(
             "UPDATE stent_executions SET state = 'running', error = NULL, finished_at = NULL, updated_at = ?"
             " WHERE execution_id = ? AND state = ?",
             (to_us(now), child.execution_id, ExecutionState.FAILED.value),
@@ -207,18 +210,19 @@ class SQLiteOperations:
 
     async def cache_get(self, key: str, now: datetime) -> str | None:
         now_us = to_us(now)
-        async with self._db.connection() as conn:
-            rows = list(
-                await conn.execute_fetchall("SELECT value, expires_at FROM stent_cache WHERE key = ?", (key,))
-            )
+
+        def get(conn: sqlite3.Connection) -> str | None:
+            rows = conn.execute("SELECT value, expires_at FROM stent_cache WHERE key = ?", (key,)).fetchall()
             if not rows:
                 return None
             value, expires_at = rows[0]
             if expires_at is not None and expires_at <= now_us:
                 # Conditional on expiry, so a value stored again since the read above is kept.
-                await conn.execute("DELETE FROM stent_cache WHERE key = ? AND expires_at <= ?", (key, now_us))
+                conn.execute("DELETE FROM stent_cache WHERE key = ? AND expires_at <= ?", (key, now_us))
                 return None
             return str(value)
+
+        return await self._db.run(get, transaction=False)
 
     async def cache_put(self, key: str, value: str, expires_at: datetime | None, now: datetime) -> None:
         await self._db.fetchall(
@@ -250,21 +254,20 @@ class SQLiteOperations:
     async def delete_executions_before(self, cutoff: datetime, limit: int) -> int:
         if limit <= 0:
             return 0
-        async with self._db.transaction() as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT execution_id FROM stent_executions INDEXED BY ix_stent_executions_finished"
-                    f" WHERE finished_at IS NOT NULL AND finished_at < ? AND state IN {TERMINAL_EXECUTION}"
-                    " ORDER BY finished_at, execution_id LIMIT ?",
-                    (to_us(cutoff), limit),
-                )
-            )
+
+        def delete(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT execution_id FROM stent_executions INDEXED BY ix_stent_executions_finished"
+                f" WHERE finished_at IS NOT NULL AND finished_at < ? AND state IN {TERMINAL_EXECUTION}"
+                " ORDER BY finished_at, execution_id LIMIT ?",
+                (to_us(cutoff), limit),
+            ).fetchall()
             ids = encode_list([row[0] for row in rows])
             for table in ("stent_tasks", "stent_signals", "stent_executions"):
-                await conn.execute(
-                    f"DELETE FROM {table} WHERE execution_id IN (SELECT value FROM json_each(?))", (ids,)
-                )
-        return len(rows)
+                conn.execute(f"DELETE FROM {table} WHERE execution_id IN (SELECT value FROM json_each(?))", (ids,))
+            return len(rows)
+
+        return await self._db.run(delete)
 
     async def delete_dead_letters_before(self, cutoff: datetime, limit: int) -> int:
         if limit <= 0:

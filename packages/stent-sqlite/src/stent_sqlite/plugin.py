@@ -1,7 +1,7 @@
 """Registers ``sqlite://`` storage with stent's plugin host.
 
-This module is imported whenever stent loads its plugins, so it must stay light: the driver (aiosqlite) is
-imported only when a ``sqlite://`` URL is actually resolved.
+This module is imported whenever stent loads its plugins, so it must stay light: the storage and its driver
+(sqlite3) are imported only when a ``sqlite://`` URL is actually resolved.
 """
 
 from __future__ import annotations

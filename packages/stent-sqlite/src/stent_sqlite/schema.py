@@ -4,9 +4,9 @@ Every table is prefixed ``stent_`` so that stent can share a database file with 
 stored as INTEGER microseconds since the Unix epoch (UTC): they compare exactly in SQL and come back as the same
 instant.  Task tags are a JSON array (``'[]'`` when untagged) matched with ``json_each``.
 
-:func:`migrate` is what ``init_db()`` runs.  It takes the write lock first (``BEGIN IMMEDIATE``) and only then
-reads the schema version, so when many workers start at once exactly one applies each migration and the others
-find the work done.
+:func:`migrate` is what ``init_db()`` runs, in a write transaction: it takes the write lock first (``BEGIN
+IMMEDIATE``) and only then reads the schema version, so when many workers start at once exactly one applies each
+migration and the others find the work done.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import attrs
 from stent.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    import aiosqlite
+    import sqlite3
 
 
 @attrs.frozen
@@ -195,37 +195,31 @@ _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS stent_schema_version (
 )"""
 
 
-async def current_version(conn: aiosqlite.Connection) -> int:
+def current_version(conn: sqlite3.Connection) -> int:
     """The schema version recorded in the database, 0 when none was."""
-    rows = list(await conn.execute_fetchall("SELECT max(version) FROM stent_schema_version"))
+    rows = conn.execute("SELECT max(version) FROM stent_schema_version").fetchall()
     return int(rows[0][0] or 0)
 
 
-async def migrate(conn: aiosqlite.Connection, path: str) -> int:
-    """Bring the schema to :data:`LATEST_VERSION` in one transaction; returns how many migrations ran.
+def migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Bring the schema to :data:`LATEST_VERSION`; returns how many migrations ran.
 
-    The connection must be in autocommit mode (``isolation_level=None``) and not inside a transaction.
+    The caller holds a ``BEGIN IMMEDIATE`` transaction, so every migration applies or none does.
     """
-    try:
-        await conn.execute("BEGIN IMMEDIATE")  # inside the try, so a cancelled wait still rolls back
-        await conn.execute(_VERSION_TABLE)
-        # Read inside the write transaction: a worker that started at the same moment may have migrated already.
-        version = await current_version(conn)
-        if version > LATEST_VERSION:
-            raise ConfigurationError(
-                f"the stent database {path!r} has schema version {version}, newer than this stent-sqlite"
-                f" supports ({LATEST_VERSION}); upgrade stent-sqlite on this host"
-            )
-        pending = [m for m in MIGRATIONS if m.version > version]
-        for migration in pending:
-            for statement in migration.statements:
-                await conn.execute(statement)
-            await conn.execute(
-                "INSERT INTO stent_schema_version (version, description) VALUES (?, ?)",
-                (migration.version, migration.description),
-            )
-        await conn.execute("COMMIT")
-    except BaseException:
-        await conn.rollback()
-        raise
+    conn.execute(_VERSION_TABLE)
+    # Read inside the write transaction: a worker that started at the same moment may have migrated already.
+    version = current_version(conn)
+    if version > LATEST_VERSION:
+        raise ConfigurationError(
+            f"the stent database {path!r} has schema version {version}, newer than this stent-sqlite"
+            f" supports ({LATEST_VERSION}); upgrade stent-sqlite on this host"
+        )
+    pending = [m for m in MIGRATIONS if m.version > version]
+    for migration in pending:
+        for statement in migration.statements:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO stent_schema_version (version, description) VALUES (?, ?)",
+            (migration.version, migration.description),
+        )
     return len(pending)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import aiosqlite
 import attrs
 
 from stent.errors import ConfigurationError, ExecutionStopping, LeaseLost, TaskNotFound
@@ -111,8 +111,7 @@ class SQLiteStorage(SQLiteOperations):
         return f"SQLiteStorage({self.path!r})"
 
     async def init_db(self) -> None:
-        async with self._db.connection() as conn:
-            await schema.migrate(conn, self.path)
+        await self._db.run(lambda conn: schema.migrate(conn, self.path))
 
     async def close(self) -> None:
         await self._db.close()
@@ -131,21 +130,23 @@ class SQLiteStorage(SQLiteOperations):
             updated_at=now,
             deadline=new.deadline,
         )
-        async with self._db.transaction() as conn:
-            cursor = await conn.execute(EXECUTION_INSERT, execution_params(execution))
+
+        def create(conn: sqlite3.Connection) -> tuple[ExecutionRecord, bool]:
+            cursor = conn.execute(EXECUTION_INSERT, execution_params(execution))
             if cursor.rowcount == 0:  # the id exists: return what is stored
-                existing = await fetch_execution(conn, new.execution_id)
+                existing = fetch_execution(conn, new.execution_id)
                 return cast(ExecutionRecord, existing), False
-            await conn.execute(TASK_INSERT, task_params(root))
-        return execution, True
+            conn.execute(TASK_INSERT, task_params(root))
+            return execution, True
+
+        return await self._db.run(create)
 
     async def create_executions(
         self, news: Sequence[NewExecution], now: datetime
     ) -> list[tuple[ExecutionRecord, bool]]:
         if not news:
             return []
-        async with self._db.transaction() as conn:
-            return await batches.create_many(conn, news, now)
+        return await self._db.run(lambda conn: batches.create_many(conn, news, now))
 
     async def get_or_create_steps(
         self,
@@ -155,14 +156,14 @@ class SQLiteStorage(SQLiteOperations):
         *,
         allow_stopping: bool = False,
     ) -> list[TaskRecord]:
-        async with self._db.transaction() as conn:
-            owner = await fenced(conn, parent)
+        def get_or_create(conn: sqlite3.Connection) -> list[TaskRecord]:
+            owner = fenced(conn, parent)
             if not allow_stopping:
-                execution = await fetch_execution(conn, owner.execution_id)
+                execution = fetch_execution(conn, owner.execution_id)
                 if stopping(execution):
                     state = execution.state.value if execution else "deleted"
                     raise ExecutionStopping(owner.execution_id, state)
-            found = await self._existing_steps(conn, [key for key, _ in steps])
+            found = self._existing_steps(conn, [key for key, _ in steps])
             out: list[TaskRecord] = []
             created: list[TaskRecord] = []
             for key, new in steps:
@@ -170,54 +171,50 @@ class SQLiteStorage(SQLiteOperations):
                 if task is None:
                     task = task_from_new(new, owner.execution_id, now, parent_task_id=owner.task_id, key=key)
                     if task.kind is TaskKind.SIGNAL:
-                        task = await self._consume_buffered_signal(conn, task, now)
+                        task = self._consume_buffered_signal(conn, task, now)
                     found[key] = task  # the same key twice in one call is one step
                     created.append(task)
                 out.append(task)
             if created:
-                await conn.executemany(TASK_INSERT, [task_params(t) for t in created])
+                conn.executemany(TASK_INSERT, [task_params(t) for t in created])
             if any(not t.state.terminal for t in out) and owner.state is TaskState.RUNNING:
-                await conn.execute(
+                conn.execute(
                     "UPDATE stent_tasks SET state = 'waiting', updated_at = ? WHERE task_id = ?",
                     (to_us(now), owner.task_id),
                 )
-        return out
+            return out
 
-    async def _existing_steps(
-        self, conn: aiosqlite.Connection, keys: Sequence[StepKey]
-    ) -> dict[StepKey, TaskRecord]:
+        return await self._db.run(get_or_create)
+
+    def _existing_steps(self, conn: sqlite3.Connection, keys: Sequence[StepKey]) -> dict[StepKey, TaskRecord]:
         """The stored steps among ``keys``: one query per (parent, attempt), which is one query in practice."""
         groups: dict[tuple[str, int], list[int]] = {}
         for key in keys:
             groups.setdefault((key.parent_task_id, key.parent_attempt), []).append(key.step)
         found: dict[StepKey, TaskRecord] = {}
         for (parent_id, attempt), numbers in groups.items():
-            rows = await conn.execute_fetchall(
+            rows = conn.execute(
                 f"SELECT {TASK_SELECT} FROM stent_tasks WHERE parent_task_id = ? AND parent_attempt = ?"
                 " AND step IN (SELECT value FROM json_each(?))",
                 (parent_id, attempt, encode_list(numbers)),
-            )
+            ).fetchall()
             for row in rows:
                 task = task_from_row(row)
                 found[StepKey(parent_id, attempt, cast(int, task.step))] = task  # the query matched a step
         return found
 
-    async def _consume_buffered_signal(
-        self, conn: aiosqlite.Connection, step: TaskRecord, now: datetime
-    ) -> TaskRecord:
+    def _consume_buffered_signal(self, conn: sqlite3.Connection, step: TaskRecord, now: datetime) -> TaskRecord:
         """A new signal step takes the oldest unconsumed signal of its name, and is created completed with it."""
-        rows = list(
-            await conn.execute_fetchall(
-                "UPDATE stent_signals SET consumed_by = :step WHERE signal_id = ("
-                " SELECT signal_id FROM stent_signals WHERE execution_id = :execution AND name = :name"
-                " AND consumed_by IS NULL ORDER BY signal_id LIMIT 1) RETURNING payload",
-                {
-                    "step": step.task_id,
-                    "execution": step.execution_id,
-                    "name": step.function[len(SIGNAL_PREFIX) :],
-                },
-            )
-        )
+        rows = conn.execute(
+            "UPDATE stent_signals SET consumed_by = :step WHERE signal_id = ("
+            " SELECT signal_id FROM stent_signals WHERE execution_id = :execution AND name = :name"
+            " AND consumed_by IS NULL ORDER BY signal_id LIMIT 1) RETURNING payload",
+            {
+                "step": step.task_id,
+                "execution": step.execution_id,
+                "name": step.function[len(SIGNAL_PREFIX) :],
+            },
+        ).fetchall()
         if not rows:
             return step
         return attrs.evolve(step, state=TaskState.COMPLETED, result=rows[0][0], finished_at=now, updated_at=now)
@@ -227,8 +224,7 @@ class SQLiteStorage(SQLiteOperations):
     async def claim_tasks(self, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
         if request.limit <= 0 or not request.functions:
             return []  # nothing can be claimed: skip the write lock
-        async with self._db.transaction() as conn:
-            return await claim.claim(conn, request, now)
+        return await self._db.run(lambda conn: claim.claim(conn, request, now))
 
     async def renew_leases(
         self, worker_id: str, fences: Sequence[Fence], lease_seconds: float, now: datetime
@@ -255,8 +251,7 @@ class SQLiteStorage(SQLiteOperations):
     async def complete_task(
         self, fence: Fence, result: str, now: datetime, update: ContextUpdate | None = None
     ) -> TaskRecord:
-        async with self._db.transaction() as conn:
-            return await self._complete(conn, fence, result, update, now)
+        return await self._db.run(lambda conn: self._complete(conn, fence, result, update, now))
 
     async def complete_tasks(
         self, completions: Sequence[Completion], now: datetime
@@ -269,49 +264,50 @@ class SQLiteStorage(SQLiteOperations):
         for index, completion in enumerate(completions):
             batched.setdefault(completion.fence.task_id, index)
         batched = {task_id: index for task_id, index in batched.items() if not completions[index].update}
-        out: list[TaskRecord | LeaseLost | TaskNotFound] = []
-        async with self._db.transaction() as conn:
+
+        def complete_all(conn: sqlite3.Connection) -> list[TaskRecord | LeaseLost | TaskNotFound]:
+            out: list[TaskRecord | LeaseLost | TaskNotFound] = []
             plain = [completions[i] for i in batched.values()]
-            done, refused = await batches.complete_many(conn, plain, now) if plain else ({}, {})
+            done, refused = batches.complete_many(conn, plain, now) if plain else ({}, {})
             for index, completion in enumerate(completions):
                 task_id = completion.fence.task_id
                 if batched.get(task_id) == index:
                     out.append(done.get(task_id) or refused[task_id])
                     continue
                 try:
-                    out.append(
-                        await self._complete(conn, completion.fence, completion.result, completion.update, now)
-                    )
+                    out.append(self._complete(conn, completion.fence, completion.result, completion.update, now))
                 except (LeaseLost, TaskNotFound) as exc:
                     out.append(exc)
-        return out
+            return out
 
-    async def _complete(
-        self, conn: aiosqlite.Connection, fence: Fence, result: str, update: ContextUpdate | None, now: datetime
+        return await self._db.run(complete_all)
+
+    def _complete(
+        self, conn: sqlite3.Connection, fence: Fence, result: str, update: ContextUpdate | None, now: datetime
     ) -> TaskRecord:
-        task = await fenced_update(
+        task = fenced_update(
             conn,
             fence,
             f"state = 'completed', result = :result, error = NULL, finished_at = :now, {_RELEASE_LEASE}",
             {"result": result, "now": to_us(now)},
         )
         if update:
-            await self._apply_update(conn, task.execution_id, update, now)
-        await after_finish(conn, task, now)
+            self._apply_update(conn, task.execution_id, update, now)
+        after_finish(conn, task, now)
         return task
 
-    async def _apply_update(
-        self, conn: aiosqlite.Connection, execution_id: str, update: ContextUpdate, now: datetime
+    def _apply_update(
+        self, conn: sqlite3.Connection, execution_id: str, update: ContextUpdate, now: datetime
     ) -> None:
         """Add to the execution's counters and set its custom state; read and written in this transaction."""
-        execution = cast(ExecutionRecord, await fetch_execution(conn, execution_id))
+        execution = cast(ExecutionRecord, fetch_execution(conn, execution_id))
         counters = json.loads(execution.counters)
         for name, amount in update.increments:
             counters[name] = counters.get(name, 0) + amount
         state = json.loads(execution.custom_state)
         for name, value in update.state:
             state[name] = value  # serialized text, opaque to storage
-        await conn.execute(
+        conn.execute(
             "UPDATE stent_executions SET counters = ?, custom_state = ?, updated_at = ? WHERE execution_id = ?",
             (
                 json.dumps(counters, separators=(",", ":")),
@@ -323,84 +319,91 @@ class SQLiteStorage(SQLiteOperations):
 
     async def fail_task(self, fence: Fence, failure: TaskFailure, now: datetime) -> TaskRecord:
         now_us = to_us(now)
-        async with self._db.transaction() as conn:
-            task = await fenced(conn, fence)
-            if failure.retry_at is not None and not stopping(await fetch_execution(conn, task.execution_id)):
-                return await update_task(
+
+        def fail(conn: sqlite3.Connection) -> TaskRecord:
+            task = fenced(conn, fence)
+            if failure.retry_at is not None and not stopping(fetch_execution(conn, task.execution_id)):
+                return update_task(
                     conn,
                     task.task_id,
                     "state = 'pending', attempt = attempt + 1, scheduled_for = :retry_at, error = :error,"
                     f" {_RELEASE_LEASE}",
                     {"retry_at": to_us(failure.retry_at), "error": failure.error, "now": now_us},
                 )
-            task = await update_task(
+            task = update_task(
                 conn,
                 task.task_id,
                 f"state = 'failed', error = :error, finished_at = :now, {_RELEASE_LEASE}",
                 {"error": failure.error, "now": now_us},
             )
             if failure.dead_letter:
-                await add_dead_letter(conn, task, failure.reason, now)
-            await after_finish(conn, task, now)
-        return task
+                add_dead_letter(conn, task, failure.reason, now)
+            after_finish(conn, task, now)
+            return task
+
+        return await self._db.run(fail)
 
     async def release_task(self, fence: Fence, now: datetime) -> None:
-        async with self._db.transaction() as conn:
-            await fenced_update(
+        await self._db.run(
+            lambda conn: fenced_update(
                 conn, fence, f"state = 'pending', scheduled_for = :now, {_RELEASE_LEASE}", {"now": to_us(now)}
             )
+        )
 
     async def suspend_task(
         self, fence: Fence, *, waiting_on: Sequence[str], wake_at: datetime | None, now: datetime
     ) -> TaskRecord:
-        async with self._db.transaction() as conn:
-            task = await fenced(conn, fence)
+        def suspend(conn: sqlite3.Connection) -> TaskRecord:
+            task = fenced(conn, fence)
             already = wake_at is not None and wake_at <= now
             if not already and waiting_on:
-                rows = list(
-                    await conn.execute_fetchall(
-                        "SELECT 1 FROM stent_tasks WHERE task_id IN (SELECT value FROM json_each(?))"
-                        " AND state IN ('completed', 'failed', 'cancelled') LIMIT 1",
-                        (encode_list(waiting_on),),
-                    )
-                )
+                rows = conn.execute(
+                    "SELECT 1 FROM stent_tasks WHERE task_id IN (SELECT value FROM json_each(?))"
+                    " AND state IN ('completed', 'failed', 'cancelled') LIMIT 1",
+                    (encode_list(waiting_on),),
+                ).fetchall()
                 already = bool(rows)
             params = {"now": to_us(now), "wake_at": None if wake_at is None else to_us(wake_at)}
             if already:  # what it waits for happened already: claimable at once, so no wake-up is lost
                 assignments = "state = 'pending', scheduled_for = :now, wake_at = NULL"
             else:
                 assignments = "state = 'suspended', wake_at = :wake_at"
-            return await update_task(conn, task.task_id, f"{assignments}, {_RELEASE_LEASE}", params)
+            return update_task(conn, task.task_id, f"{assignments}, {_RELEASE_LEASE}", params)
+
+        return await self._db.run(suspend)
 
     async def cancel_task(self, fence: Fence, error: str | None, now: datetime) -> TaskRecord:
-        async with self._db.transaction() as conn:
-            task = await fenced_update(
+        def cancel(conn: sqlite3.Connection) -> TaskRecord:
+            task = fenced_update(
                 conn,
                 fence,
                 f"state = 'cancelled', error = :error, finished_at = :now, {_RELEASE_LEASE}",
                 {"error": error, "now": to_us(now)},
             )
-            await after_finish(conn, task, now)
-        return task
+            after_finish(conn, task, now)
+            return task
+
+        return await self._db.run(cancel)
 
     async def expire_step(self, parent: Fence, task_id: str, error: str, now: datetime) -> TaskRecord:
         now_us = to_us(now)
-        async with self._db.transaction() as conn:
-            await fenced(conn, parent)
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE stent_tasks SET state = 'failed', error = ?, finished_at = ?, updated_at = ?"
-                    " WHERE task_id = ? AND parent_task_id = ? AND state NOT IN ('completed', 'failed', 'cancelled')"
-                    f" RETURNING {TASK_SELECT}",
-                    (error, now_us, now_us, task_id, parent.task_id),
-                )
-            )
+
+        def expire(conn: sqlite3.Connection) -> TaskRecord:
+            fenced(conn, parent)
+            rows = conn.execute(
+                "UPDATE stent_tasks SET state = 'failed', error = ?, finished_at = ?, updated_at = ?"
+                " WHERE task_id = ? AND parent_task_id = ? AND state NOT IN ('completed', 'failed', 'cancelled')"
+                f" RETURNING {TASK_SELECT}",
+                (error, now_us, now_us, task_id, parent.task_id),
+            ).fetchall()
             if rows:
                 return task_from_row(rows[0])
-            step = await fetch_task(conn, task_id)
+            step = fetch_task(conn, task_id)
             if step is None or step.parent_task_id != parent.task_id:
                 raise TaskNotFound(task_id)
             return step  # it finished first
+
+        return await self._db.run(expire)
 
     # -- reads -----------------------------------------------------------------------------------------------
 
@@ -445,15 +448,17 @@ class SQLiteStorage(SQLiteOperations):
                 conditions.append(f"{column} = ?")
                 params.append(value)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        async with self._db.transaction(write=False) as conn:
-            total = list(await conn.execute_fetchall(f"SELECT count(*) FROM stent_executions{where}", params))
-            rows = await conn.execute_fetchall(
+
+        def page(conn: sqlite3.Connection) -> ExecutionPage:
+            total = conn.execute(f"SELECT count(*) FROM stent_executions{where}", params).fetchone()
+            rows = conn.execute(
                 f"SELECT {EXECUTION_SELECT} FROM stent_executions{where}"
                 " ORDER BY created_at DESC, execution_id DESC LIMIT ? OFFSET ?",
                 [*params, max(limit, 0), max(offset, 0)],
-            )
-            page = tuple(execution_from_row(row) for row in rows)
-        return ExecutionPage(page, int(total[0][0]))
+            ).fetchall()
+            return ExecutionPage(tuple(execution_from_row(row) for row in rows), int(total[0]))
+
+        return await self._db.run(page, write=False)
 
     async def queue_depth(self, queue: str | None, now: datetime) -> int:
         # Pending calls only (a pending signal wait is no work for a worker), counted on the claim's indexes.

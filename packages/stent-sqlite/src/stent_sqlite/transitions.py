@@ -7,11 +7,10 @@ cancelling what holds no lease, dead-lettering), so that each operation in :mod:
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-
-import aiosqlite
 
 from stent.errors import LeaseLost, TaskNotFound
 from stent.model import ExecutionRecord, ExecutionState, Fence, TaskRecord, TaskState
@@ -44,19 +43,15 @@ _FINISH_EXECUTION = (
 _ROOT_ENDS = {TaskState.COMPLETED: "completed", TaskState.FAILED: "failed", TaskState.CANCELLED: "cancelled"}
 
 
-async def fetch_task(conn: aiosqlite.Connection, task_id: str) -> TaskRecord | None:
-    rows = list(
-        await conn.execute_fetchall(f"SELECT {TASK_SELECT} FROM stent_tasks WHERE task_id = ?", (task_id,))
-    )
+def fetch_task(conn: sqlite3.Connection, task_id: str) -> TaskRecord | None:
+    rows = conn.execute(f"SELECT {TASK_SELECT} FROM stent_tasks WHERE task_id = ?", (task_id,)).fetchall()
     return task_from_row(rows[0]) if rows else None
 
 
-async def fetch_execution(conn: aiosqlite.Connection, execution_id: str) -> ExecutionRecord | None:
-    rows = list(
-        await conn.execute_fetchall(
-            f"SELECT {EXECUTION_SELECT} FROM stent_executions WHERE execution_id = ?", (execution_id,)
-        )
-    )
+def fetch_execution(conn: sqlite3.Connection, execution_id: str) -> ExecutionRecord | None:
+    rows = conn.execute(
+        f"SELECT {EXECUTION_SELECT} FROM stent_executions WHERE execution_id = ?", (execution_id,)
+    ).fetchall()
     return execution_from_row(rows[0]) if rows else None
 
 
@@ -71,9 +66,9 @@ def lease_lost(fence: Fence, token: int, state: str) -> LeaseLost:
     return LeaseLost(fence.task_id, f"task is {state}")
 
 
-async def fenced(conn: aiosqlite.Connection, fence: Fence) -> TaskRecord:
+def fenced(conn: sqlite3.Connection, fence: Fence) -> TaskRecord:
     """The task ``fence`` holds, or :class:`TaskNotFound` / :class:`LeaseLost`."""
-    task = await fetch_task(conn, fence.task_id)
+    task = fetch_task(conn, fence.task_id)
     if task is None:
         raise TaskNotFound(fence.task_id)
     if task.fencing_token != fence.token or not task.state.leased:
@@ -81,55 +76,43 @@ async def fenced(conn: aiosqlite.Connection, fence: Fence) -> TaskRecord:
     return task
 
 
-async def fenced_update(
-    conn: aiosqlite.Connection, fence: Fence, assignments: str, params: dict[str, Any]
-) -> TaskRecord:
+def fenced_update(conn: sqlite3.Connection, fence: Fence, assignments: str, params: dict[str, Any]) -> TaskRecord:
     """Apply ``assignments`` to the task ``fence`` holds, checked in the statement itself; the updated task."""
-    rows = list(
-        await conn.execute_fetchall(
-            f"UPDATE stent_tasks SET {assignments}"
-            f" WHERE task_id = :task_id AND fencing_token = :token AND {LEASED} RETURNING {TASK_SELECT}",
-            {**params, "task_id": fence.task_id, "token": fence.token},
-        )
-    )
+    rows = conn.execute(
+        f"UPDATE stent_tasks SET {assignments}"
+        f" WHERE task_id = :task_id AND fencing_token = :token AND {LEASED} RETURNING {TASK_SELECT}",
+        {**params, "task_id": fence.task_id, "token": fence.token},
+    ).fetchall()
     if rows:
         return task_from_row(rows[0])
     # Matched nothing: read the row again only to say why, as the reference storage does.
-    found = list(
-        await conn.execute_fetchall(
-            "SELECT fencing_token, state FROM stent_tasks WHERE task_id = ?", (fence.task_id,)
-        )
-    )
+    found = conn.execute(
+        "SELECT fencing_token, state FROM stent_tasks WHERE task_id = ?", (fence.task_id,)
+    ).fetchall()
     if not found:
         raise TaskNotFound(fence.task_id)
     raise lease_lost(fence, found[0][0], found[0][1])
 
 
-async def update_task(
-    conn: aiosqlite.Connection, task_id: str, assignments: str, params: dict[str, Any]
-) -> TaskRecord:
+def update_task(conn: sqlite3.Connection, task_id: str, assignments: str, params: dict[str, Any]) -> TaskRecord:
     """Apply ``assignments`` to a task the transaction has already checked; the updated task."""
-    rows = list(
-        await conn.execute_fetchall(
-            f"UPDATE stent_tasks SET {assignments} WHERE task_id = :task_id RETURNING {TASK_SELECT}",
-            {**params, "task_id": task_id},
-        )
-    )
+    rows = conn.execute(
+        f"UPDATE stent_tasks SET {assignments} WHERE task_id = :task_id RETURNING {TASK_SELECT}",
+        {**params, "task_id": task_id},
+    ).fetchall()
     return task_from_row(rows[0])
 
 
-async def wake_parent(conn: aiosqlite.Connection, task: TaskRecord, now: datetime) -> None:
-    await conn.execute(
-        _WAKE_PARENT, {"now": to_us(now), "parent": task.parent_task_id, "attempt": task.parent_attempt}
-    )
+def wake_parent(conn: sqlite3.Connection, task: TaskRecord, now: datetime) -> None:
+    conn.execute(_WAKE_PARENT, {"now": to_us(now), "parent": task.parent_task_id, "attempt": task.parent_attempt})
 
 
-async def after_finish(conn: aiosqlite.Connection, task: TaskRecord, now: datetime) -> None:
+def after_finish(conn: sqlite3.Connection, task: TaskRecord, now: datetime) -> None:
     """Wake the parent waiting on a finished task, or finish the execution of a finished root."""
-    await after_finish_many(conn, [task], now)
+    after_finish_many(conn, [task], now)
 
 
-async def after_finish_many(conn: aiosqlite.Connection, tasks: Sequence[TaskRecord], now: datetime) -> None:
+def after_finish_many(conn: sqlite3.Connection, tasks: Sequence[TaskRecord], now: datetime) -> None:
     """:func:`after_finish` for each of ``tasks``: one statement per kind of effect, however many tasks."""
     now_us = to_us(now)
     wakes = [
@@ -149,23 +132,23 @@ async def after_finish_many(conn: aiosqlite.Connection, tasks: Sequence[TaskReco
         if t.parent_task_id is None and t.state in _ROOT_ENDS
     ]
     if wakes:
-        await conn.executemany(_WAKE_PARENT, wakes)
+        conn.executemany(_WAKE_PARENT, wakes)
     if finishes:
-        await conn.executemany(_FINISH_EXECUTION, finishes)
+        conn.executemany(_FINISH_EXECUTION, finishes)
 
 
-async def stop_unleased(conn: aiosqlite.Connection, execution_ids: Sequence[str], now: datetime) -> None:
+def stop_unleased(conn: sqlite3.Connection, execution_ids: Sequence[str], now: datetime) -> None:
     """Cancel the executions' tasks no worker holds (pending or suspended); leased ones learn on renewal."""
     now_us = to_us(now)
-    await conn.execute(
+    conn.execute(
         "UPDATE stent_tasks SET state = 'cancelled', finished_at = ?, updated_at = ?, wake_at = NULL"
         " WHERE execution_id IN (SELECT value FROM json_each(?)) AND state IN ('pending', 'suspended')",
         (now_us, now_us, encode_list(execution_ids)),
     )
 
 
-async def add_dead_letter(conn: aiosqlite.Connection, task: TaskRecord, reason: str, now: datetime) -> None:
-    await conn.execute(
+def add_dead_letter(conn: sqlite3.Connection, task: TaskRecord, reason: str, now: datetime) -> None:
+    conn.execute(
         "INSERT OR REPLACE INTO stent_dead_letters"
         " (task_id, execution_id, function, queue, reason, error, attempts, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
