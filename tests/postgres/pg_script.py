@@ -162,6 +162,7 @@ class Script:
             lease_seconds=rng.choice((0, 5, 10, 30)),
             queues=None if rng.random() < 0.5 else frozenset(q for q in QUEUES if rng.random() < 0.6),
             tags=None if rng.random() < 0.5 else frozenset(t for t in TAGS if rng.random() < 0.5),
+            time_out_limit=rng.choice((0, 0, 1, 3)),
         )
         return "claim_tasks", lambda s: s.claim_tasks(request, now)
 

@@ -230,6 +230,9 @@ class ClaimRequest:
     lease_seconds: float
     queues: frozenset[str] | None = None
     tags: frozenset[str] | None = None
+    #: Before claiming, end up to this many executions past their deadline (as ``time_out_executions`` does), so
+    #: an idle worker's one query per poll also enforces time limits, and no task of a timed-out one is claimed.
+    time_out_limit: int = 0
 
 
 @attrs.frozen

@@ -108,6 +108,10 @@ class Storage(Protocol):
         by queue, tags and registered function; highest priority first, then oldest; never more ``running``
         tasks of a function than its ``max_concurrent``.  Each claimed task gets the worker as owner, a lease
         until ``now + lease_seconds`` and a new fencing token; a crash-recovered task keeps its attempt.
+
+        With ``request.time_out_limit``, first ends up to that many executions whose deadline has passed, as
+        :meth:`time_out_executions` does.  A claim is also the worker's sign of life: it sets ``last_seen`` of the
+        worker's heartbeat row to ``now``, when the row exists.
         """
 
     async def renew_leases(

@@ -134,7 +134,10 @@ class OperationsMixin(StorageBase):
         check_time(now)
         if limit <= 0:
             return []
-        rows = await self._db.fetch(self._sql(_TIME_OUT), now, limit, self.settings.notify, self._channel)
+        return await self._db.run(lambda conn: self._time_out(conn, now, limit), transaction=False)
+
+    async def _time_out(self, conn: asyncpg.Connection, now: datetime, limit: int) -> list[str]:
+        rows = await conn.fetch(self._sql(_TIME_OUT), now, limit, self.settings.notify, self._channel)
         return [r["execution_id"] for r in rows]
 
     # -- dead letters ----------------------------------------------------------------------------------------

@@ -98,7 +98,13 @@ _RENEW = (
     " RETURNING t.task_id, coalesce((SELECT e.state FROM {s}.executions AS e"
     f" WHERE e.execution_id = t.execution_id) IN {STOPPING_EXECUTION}, true) AS stopping"
 )
-_CLAIM = f"SELECT {TASK_SELECT} FROM {{s}}.claim_tasks($1, $2, $3, $4, $5, $6, $7)"
+# The claim refreshes the claiming worker's heartbeat row in the same statement (another table: the claim
+# function never reads it).
+_CLAIM = (
+    "WITH seen AS (UPDATE {s}.workers SET last_seen = $6 WHERE worker_id = $1)"
+    f" SELECT {TASK_SELECT} FROM {{s}}.claim_tasks($1, $2, $3, $4, $5, $6, $7)"
+)
+_SEEN = "UPDATE {s}.workers SET last_seen = $2 WHERE worker_id = $1"
 
 
 class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin, StorageBase):
@@ -266,20 +272,27 @@ class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin
     # -- claiming and leases ---------------------------------------------------------------------------------
 
     async def claim_tasks(self, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
-        if request.limit <= 0 or not request.functions:
-            return []
         check_time(now)
-        rows = await self._db.fetch(
-            self._sql(_CLAIM),
-            request.worker_id,
-            sorted(request.functions),
-            None if request.queues is None else sorted(request.queues),
-            None if request.tags is None else sorted(request.tags),
-            request.limit,
-            now,
-            now + timedelta(seconds=request.lease_seconds),
-        )
-        return [task_from_row(row) for row in rows]
+
+        async def claim(conn: asyncpg.Connection) -> list[TaskRecord]:
+            if request.time_out_limit > 0:  # its own statement, committed first: the claim then sees its effect
+                await self._time_out(conn, now, request.time_out_limit)
+            if request.limit <= 0 or not request.functions:
+                await conn.execute(self._sql(_SEEN), request.worker_id, now)
+                return []
+            rows = await conn.fetch(
+                self._sql(_CLAIM),
+                request.worker_id,
+                sorted(request.functions),
+                None if request.queues is None else sorted(request.queues),
+                None if request.tags is None else sorted(request.tags),
+                request.limit,
+                now,
+                now + timedelta(seconds=request.lease_seconds),
+            )
+            return [task_from_row(row) for row in rows]
+
+        return await self._db.run(claim, transaction=False)
 
     async def renew_leases(
         self, worker_id: str, fences: Sequence[Fence], lease_seconds: float, now: datetime

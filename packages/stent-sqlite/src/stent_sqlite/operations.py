@@ -122,26 +122,7 @@ class SQLiteOperations:
     async def time_out_executions(self, now: datetime, limit: int) -> list[str]:
         if limit <= 0:
             return []
-        now_us = to_us(now)
-
-        def time_out(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT execution_id FROM stent_executions INDEXED BY ix_stent_executions_deadline"
-                f" WHERE deadline IS NOT NULL AND state IN {_UNFINISHED_EXECUTION} AND deadline <= ?"
-                " ORDER BY deadline, execution_id LIMIT ?",
-                (now_us, limit),
-            ).fetchall()
-            ids = [row[0] for row in rows]
-            if ids:
-                stop_unleased(conn, ids, now)
-                conn.execute(
-                    "UPDATE stent_executions SET state = 'timed_out', updated_at = ?, finished_at = ?"
-                    " WHERE execution_id IN (SELECT value FROM json_each(?))",
-                    (now_us, now_us, encode_list(ids)),
-                )
-            return ids
-
-        return await self._db.run(time_out)
+        return await self._db.run(lambda conn: time_out(conn, now, limit))
 
     # -- dead letters ----------------------------------------------------------------------------------------
 
@@ -298,3 +279,23 @@ class SQLiteOperations:
             "DELETE FROM stent_workers WHERE last_seen < ? RETURNING 1", (to_us(cutoff),)
         )
         return len(rows)
+
+
+def time_out(conn: sqlite3.Connection, now: datetime, limit: int) -> list[str]:
+    """End up to ``limit`` unfinished executions whose deadline has passed, in the caller's transaction."""
+    now_us = to_us(now)
+    rows = conn.execute(
+        "SELECT execution_id FROM stent_executions INDEXED BY ix_stent_executions_deadline"
+        f" WHERE deadline IS NOT NULL AND state IN {_UNFINISHED_EXECUTION} AND deadline <= ?"
+        " ORDER BY deadline, execution_id LIMIT ?",
+        (now_us, limit),
+    ).fetchall()
+    ids = [row[0] for row in rows]
+    if ids:
+        stop_unleased(conn, ids, now)
+        conn.execute(
+            "UPDATE stent_executions SET state = 'timed_out', updated_at = ?, finished_at = ?"
+            " WHERE execution_id IN (SELECT value FROM json_each(?))",
+            (now_us, now_us, encode_list(ids)),
+        )
+    return ids

@@ -41,7 +41,7 @@ from stent.model import (
 )
 from stent_sqlite import batches, claim, schema
 from stent_sqlite.database import Database, check_busy_timeout, parse_url
-from stent_sqlite.operations import SQLiteOperations
+from stent_sqlite.operations import SQLiteOperations, time_out
 from stent_sqlite.rows import (
     EXECUTION_INSERT,
     EXECUTION_SELECT,
@@ -222,9 +222,17 @@ class SQLiteStorage(SQLiteOperations):
     # -- claiming and leases ---------------------------------------------------------------------------------
 
     async def claim_tasks(self, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
-        if request.limit <= 0 or not request.functions:
-            return []  # nothing can be claimed: skip the write lock
-        return await self._db.run(lambda conn: claim.claim(conn, request, now))
+        def claim_and_chores(conn: sqlite3.Connection) -> list[TaskRecord]:
+            if request.time_out_limit > 0:
+                time_out(conn, now, request.time_out_limit)
+            conn.execute(
+                "UPDATE stent_workers SET last_seen = ? WHERE worker_id = ?", (to_us(now), request.worker_id)
+            )
+            if request.limit <= 0 or not request.functions:
+                return []
+            return claim.claim(conn, request, now)
+
+        return await self._db.run(claim_and_chores)
 
     async def renew_leases(
         self, worker_id: str, fences: Sequence[Fence], lease_seconds: float, now: datetime

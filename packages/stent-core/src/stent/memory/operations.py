@@ -75,6 +75,9 @@ class MemoryOperations(MemoryState):
         return execution, True
 
     async def time_out_executions(self, now: datetime, limit: int) -> list[str]:
+        return self._time_out(now, limit)
+
+    def _time_out(self, now: datetime, limit: int) -> list[str]:
         due = [
             e
             for e in self._executions.values()

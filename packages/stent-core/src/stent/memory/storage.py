@@ -175,6 +175,11 @@ class MemoryStorage(MemoryOperations, MemoryState):
         return task.scheduled_for
 
     async def claim_tasks(self, request: ClaimRequest, now: datetime) -> list[TaskRecord]:
+        if request.time_out_limit > 0:
+            self._time_out(now, request.time_out_limit)
+        worker = self._workers.get(request.worker_id)
+        if worker is not None:
+            self._workers[request.worker_id] = attrs.evolve(worker, last_seen=now)
         if request.limit <= 0:
             return []
         candidates = [t for t in self._tasks.values() if self._claimable(t, request, now)]

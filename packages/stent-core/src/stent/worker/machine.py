@@ -103,7 +103,9 @@ class DrainRequested:
     timeout: float | None = None
 
 
-Event = Started | Tick | ClaimDone | TaskWaiting | TaskResumed | TaskEnded | WorkNotified | RenewDone | DrainRequested
+Event = (
+    Started | Tick | ClaimDone | TaskWaiting | TaskResumed | TaskEnded | WorkNotified | RenewDone | DrainRequested
+)
 
 # -- commands (out) ------------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from stent.engine.runner import TaskAbandoned, TaskRunner
 from stent.errors import StentError
 from stent.model import ClaimRequest, Fence, TaskRecord
 from stent.runtime import Runtime
-from stent.worker.housekeeping import Housekeeper
+from stent.worker.housekeeping import TIMEOUT_BATCH, Housekeeper
 from stent.worker.lifecycle import WorkerLifecycle
 from stent.worker.machine import (
     AbandonTask,
@@ -224,6 +224,7 @@ class WorkerShell:
 
     async def _claim(self, limit: int) -> None:
         runtime = self.runtime
+        sweep = self.housekeeper.claim_sweeps()
         request = ClaimRequest(
             worker_id=self.options.worker_id,
             # None: whatever is registered now, so functions imported after serve() started are claimed too.
@@ -232,6 +233,7 @@ class WorkerShell:
             lease_seconds=self.options.lease_duration,
             queues=self.options.queues,
             tags=self.options.tags,
+            time_out_limit=TIMEOUT_BATCH if sweep else 0,
         )
         try:
             records = await runtime.storage.claim_tasks(request, runtime.clock.now())
@@ -239,12 +241,15 @@ class WorkerShell:
             log.warning("claim failed, will retry after the poll interval: %s", exc)
             self._post(ClaimDone(self._now(), limit, (), failed=True))
             return
+        self.housekeeper.claimed(swept=sweep)
         for record in records:
             self._records[record.task_id] = record
             coroutine = asyncio.ensure_future(self._run(record))
             coroutine.add_done_callback(functools.partial(self._run_done, record))
             self._coroutines[record.task_id] = coroutine
-            runtime.metrics.emit("task_claimed", queue=record.queue, step_name=record.function, kind=record.kind.value)
+            runtime.metrics.emit(
+                "task_claimed", queue=record.queue, step_name=record.function, kind=record.kind.value
+            )
         self._post(ClaimDone(self._now(), limit, tuple(r.task_id for r in records)))
 
     async def _renew(self, task_ids: tuple[str, ...]) -> None:
@@ -275,7 +280,9 @@ class WorkerShell:
             elif task_id not in self._stop_mode:
                 raise
         except Exception:
-            log.exception("worker bug while running task %s; its lease will expire and it will be retried", task_id)
+            log.exception(
+                "worker bug while running task %s; its lease will expire and it will be retried", task_id
+            )
         finally:
             # A stale run of a task this worker has claimed again (its lease expired while a write was retried)
             # must not end the bookkeeping of the current run.

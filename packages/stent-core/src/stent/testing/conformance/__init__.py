@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from stent.testing.conformance.storage_batches import BatchConformance
 from stent.testing.conformance.storage_cancel import CancellationConformance, TimeLimitConformance
-from stent.testing.conformance.storage_claim import ClaimConformance
+from stent.testing.conformance.storage_claim import ClaimChoresConformance, ClaimConformance
 from stent.testing.conformance.storage_concurrency import ConcurrencyConformance
 from stent.testing.conformance.storage_context import CacheConformance, ContextConformance
 from stent.testing.conformance.storage_create import ExecutionCreationConformance, StepCreationConformance
@@ -69,6 +69,7 @@ class StorageConformance(
     ExecutionCreationConformance,
     StepCreationConformance,
     ClaimConformance,
+    ClaimChoresConformance,
     ConcurrencyConformance,
     LeaseConformance,
     FencingConformance,
@@ -97,6 +98,7 @@ __all__ = [
     "BatchConformance",
     "CacheConformance",
     "CancellationConformance",
+    "ClaimChoresConformance",
     "ClaimConformance",
     "CleanupConformance",
     "ConcurrencyConformance",

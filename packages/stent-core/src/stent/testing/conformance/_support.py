@@ -66,6 +66,7 @@ def request(
     lease: float = 30.0,
     queues: Iterable[str] | None = None,
     tags: Iterable[str] | None = None,
+    time_out_limit: int = 0,
 ) -> ClaimRequest:
     """A claim request; ``queues`` and ``tags`` of ``None`` mean no filter."""
     return ClaimRequest(
@@ -75,6 +76,7 @@ def request(
         lease_seconds=lease,
         queues=None if queues is None else frozenset(queues),
         tags=None if tags is None else frozenset(tags),
+        time_out_limit=time_out_limit,
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import attrs
+
 from stent.clocks import FakeClock
-from stent.model import ExecutionState, TaskState
+from stent.model import ExecutionState, TaskState, WorkerInfo
 from stent.ports import Storage
 from stent.testing.conformance._support import StorageCase, ids, new_task, request
 
@@ -180,3 +182,52 @@ class ClaimConformance(StorageCase):
         got = await storage.claim_tasks(request("worker-2", ["limited"], limit=5), clock.now())
         assert ids(got) == [first.root_task_id]
         assert got[0].lease_owner == "worker-2"
+
+
+class ClaimChoresConformance(StorageCase):
+    """What a claim does besides claiming: the deadline sweep it may carry, and the claimer's sign of life."""
+
+    async def test_a_claim_can_end_executions_past_their_deadline_first(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """With time_out_limit, overdue executions end timed_out before the claim, so their tasks are not run."""
+        late = await self.start(storage, clock, deadline=clock.now() + timedelta(seconds=5))
+        on_time = await self.start(storage, clock, deadline=clock.now() + timedelta(seconds=60))
+        clock.advance(10)
+        claimed = await storage.claim_tasks(request(limit=10, time_out_limit=10), clock.now())
+        assert ids(claimed) == [on_time.root_task_id]
+        assert (await self.execution(storage, late.execution_id)).state is ExecutionState.TIMED_OUT
+        assert (await self.current(storage, late.root_task_id)).state is TaskState.CANCELLED
+        assert (await self.execution(storage, on_time.execution_id)).state is ExecutionState.RUNNING
+
+    async def test_the_sweep_is_bounded_and_optional(self, storage: Storage, clock: FakeClock) -> None:
+        """A claim sweeps at most time_out_limit executions, oldest deadline first, and none without it."""
+        overdue = [
+            await self.start(storage, clock, deadline=clock.now() + timedelta(seconds=i + 1)) for i in range(3)
+        ]
+        clock.advance(10)
+        await storage.claim_tasks(request(functions=["other"]), clock.now())
+        assert {(await self.execution(storage, e.execution_id)).state for e in overdue} == {ExecutionState.PENDING}
+        await storage.claim_tasks(request(functions=["other"], time_out_limit=2), clock.now())
+        states = [(await self.execution(storage, e.execution_id)).state for e in overdue]
+        assert states == [ExecutionState.TIMED_OUT, ExecutionState.TIMED_OUT, ExecutionState.PENDING]
+
+    async def test_a_claim_refreshes_the_claimers_heartbeat_row(self, storage: Storage, clock: FakeClock) -> None:
+        """A claim sets last_seen of the claiming worker's row to now, changes nothing else, and creates no row."""
+        row = WorkerInfo(
+            worker_id="worker-1",
+            hostname="h",
+            pid=7,
+            queues=None,
+            tags=None,
+            max_concurrency=4,
+            running=1,
+            state="ready",
+            started_at=clock.now(),
+            last_seen=clock.now(),
+        )
+        await storage.record_worker(row)
+        clock.advance(30)
+        await storage.claim_tasks(request("worker-1"), clock.now())
+        await storage.claim_tasks(request("worker-2"), clock.now())
+        assert await storage.list_workers() == [attrs.evolve(row, last_seen=clock.now())]
