@@ -243,14 +243,18 @@ class SQLiteStorage(SQLiteOperations):
         # One statement, so SQLite runs it atomically without an explicit transaction.  ``+state`` keeps the
         # planner on the task_id index (one probe per fence) rather than walking every leased task.
         rows = await self._db.fetchall(
-            "UPDATE stent_tasks SET lease_expires_at = ?, updated_at = ?"
+            "UPDATE stent_tasks SET lease_expires_at = :until, updated_at = :now"
             " WHERE +state IN ('running', 'waiting')"
-            " AND task_id IN (SELECT json_extract(value, '$[0]') FROM json_each(?3))"
+            " AND task_id IN (SELECT json_extract(value, '$[0]') FROM json_each(:fences))"
             " AND (task_id, fencing_token) IN"
-            " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?3))"
+            " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:fences))"
             " RETURNING task_id, coalesce((SELECT e.state IN " + STOPPING_EXECUTION + " FROM stent_executions AS e"
             " WHERE e.execution_id = stent_tasks.execution_id), 1)",
-            (to_us(lease_until), to_us(now), encode_list([[f.task_id, f.token] for f in fences])),
+            {
+                "until": to_us(lease_until),
+                "now": to_us(now),
+                "fences": encode_list([[f.task_id, f.token] for f in fences]),
+            },
         )
         return LeaseReport(frozenset(r[0] for r in rows), frozenset(r[0] for r in rows if r[1]))
 
