@@ -20,6 +20,9 @@ from stent.errors import StentError
 from stent.model import TaskRecord
 from stent.ports import Clock, Notification, Notifier, Storage
 
+#: Seconds close() waits for hints still being published.
+_PUBLISH_GRACE = 2.0
+
 log = logging.getLogger("stent.runtime")
 
 # Notifiers that already warned about being unreachable: several executors of one process may share one
@@ -98,6 +101,7 @@ class Runtime:
         self._connect_lock = asyncio.Lock()
         # Notifications of one loop turn go out in one publish (fifty tasks finishing at once: one message).
         self._publish_many: GroupCall[Sequence[Notification], None] = GroupCall(self._publish_batch)
+        self._publishing: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
         """Connect the notifier once per process.
@@ -141,6 +145,8 @@ class Runtime:
             return
 
     async def close(self) -> None:
+        if self._publishing:  # hints still on their way go out before the notifier closes (boundedly)
+            await asyncio.wait(list(self._publishing), timeout=_PUBLISH_GRACE)
         if self._reconnect is not None and not self._reconnect.done():
             self._reconnect.cancel()
             await asyncio.gather(self._reconnect, return_exceptions=True)
@@ -216,9 +222,13 @@ class Runtime:
         await self._publish(notes)
 
     async def _publish(self, notes: Sequence[Notification]) -> None:
+        """Send hints in the background: a dispatch or a completion never waits for the notifier's round trip
+        (a hint that never arrives costs a poll's delay, nothing more)."""
         if self.notifier is None or not notes or self._storage_announces():
             return
-        await self._publish_many(notes)
+        sending = asyncio.ensure_future(self._publish_many(notes))
+        self._publishing.add(sending)
+        sending.add_done_callback(self._publishing.discard)
 
     async def _publish_batch(self, batches: list[Sequence[Notification]]) -> list[None]:
         assert self.notifier is not None
