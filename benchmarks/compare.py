@@ -18,7 +18,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the benchmarks package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.report import FORMAT, number
+from benchmarks.report import FORMAT, number, row_order
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / ".benchmarks"
 
@@ -71,9 +71,13 @@ def compare(a: dict[str, Any], b: dict[str, Any], threshold: float) -> list[str]
 
     rows_a, rows_b = keyed(a), keyed(b)
     table = [["setup", "workload", "A", "B", "change", ""]]
-    for key in [k for k in rows_a if k in rows_b]:
+    notes = []
+    for key in sorted(rows_a.keys() & rows_b.keys(), key=lambda k: row_order(rows_b[k])):
         ra, rb = rows_a[key], rows_b[key]
-        label = ra["label"] if ra["label"] == rb["label"] else f"{ra['label']} | B: {rb['label']}"
+        label = rb["label"]
+        if ra["label"] != rb["label"]:
+            label += " *"
+            notes.append(f"* {key[0]} {rb['label']}: A ran {ra['label']!r}")
         change, word = verdict(ra, float(ra["value"]), float(rb["value"]), threshold)
         unit = ra["unit"]
         table.append(
@@ -82,6 +86,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], threshold: float) -> list[str]
     widths = [max(len(line[i]) for line in table) for i in range(6)]
     lines = [f"A: {a.get('created')} (scale {a.get('scale')})   B: {b.get('created')} (scale {b.get('scale')})"]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table]
+    lines += notes
     for name, only in (("A", rows_a.keys() - rows_b.keys()), ("B", rows_b.keys() - rows_a.keys())):
         for setup, figure in sorted(only):
             lines.append(f"only in {name}: {setup} {figure}")

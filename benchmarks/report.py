@@ -134,7 +134,9 @@ ORDER = (
 )
 
 
-def _row_order(row: dict[str, Any]) -> tuple[int, int, int]:
+def row_order(row: dict[str, Any]) -> tuple[int, int, int]:
+    """Where a row goes: by backend, then notifier, then the issue's order of the workloads."""
+
     def index(values: tuple[str, ...], value: str) -> int:
         return values.index(value) if value in values else len(values)
 
@@ -144,7 +146,7 @@ def _row_order(row: dict[str, Any]) -> tuple[int, int, int]:
 def table(rows: Iterable[dict[str, Any]]) -> str:
     """The rows as one table per setup (backend, then notifier): workload, figure, target, met?"""
     by_setup: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=_row_order):
+    for row in sorted(rows, key=row_order):
         by_setup.setdefault(row["setup"], []).append(row)
     blocks = []
     for group in by_setup.values():
