@@ -11,10 +11,10 @@ import pytest
 
 from stent.clocks import FakeClock
 from stent.errors import ConfigurationError, ExecutionStopping
-from stent.model import ExecutionState, StepKey, TaskState
+from stent.model import ClaimRequest, ExecutionState, NewExecution, NewTask, StepKey, TaskState
 from stent.testing.conformance._support import new_execution, new_task, request, signal_wait
 from stent_postgres import PostgresStorage
-from stent_postgres.schema import LATEST_VERSION
+from stent_postgres.schema import _VERSION_TABLE, LATEST_VERSION, MIGRATIONS
 
 Opener = Callable[..., Awaitable[PostgresStorage]]
 ROUNDS = 15
@@ -227,3 +227,29 @@ async def test_deployments_in_two_schemas_do_not_see_each_other(open_storage: Op
     created, is_new = await second.create_execution(new_execution("other", execution_id="same"), clock.now())
     assert is_new and created.function == "other"
     assert (await first.get_execution("same")).function == "work"  # type: ignore[union-attr]
+
+
+async def test_a_version_1_schema_is_migrated_and_keeps_its_work(
+    open_storage: Opener,
+    schemas,  # type: ignore[no-untyped-def]
+    admin: asyncpg.Connection,
+) -> None:
+    """A schema made by the first release (migration 1 only) is brought to the latest version by init_db, and the
+    work stored before the upgrade is claimed by the new claim function."""
+    name = schemas()
+    first = await open_storage(name, init=False)
+    async with admin.transaction():  # what release 0.1's init_db left: version 1 and nothing after it
+        await admin.execute(f'CREATE SCHEMA "{name}"')
+        await admin.execute(_VERSION_TABLE.replace("{s}", f'"{name}"'))
+        for statement in MIGRATIONS[0].statements:
+            await admin.execute(statement.replace("{s}", f'"{name}"').replace("{schema_literal}", f"'{name}'"))
+        await admin.execute(f"INSERT INTO \"{name}\".schema_version (version, description) VALUES (1, 'v1')")
+    clock = FakeClock()
+    execution, _ = await first.create_execution(
+        NewExecution("e1", NewTask(task_id="t1", function="work", args="[]")), clock.now()
+    )
+    await first.init_db()
+    versions = await first._db.fetch(f'SELECT version FROM "{name}".schema_version ORDER BY version')
+    assert [r["version"] for r in versions] == list(range(1, LATEST_VERSION + 1))
+    request = ClaimRequest("w", frozenset({"work"}), 5, 30)
+    assert [t.task_id for t in await first.claim_tasks(request, clock.now())] == [execution.root_task_id]

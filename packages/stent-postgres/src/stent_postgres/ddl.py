@@ -224,7 +224,7 @@ END
 $claim$"""
 
 
-def _arm(name: str, due: str, ready: str) -> str:
+def _arm(name: str, due: str, ready: str, started: str) -> str:
     """One kind of runnable task, in claim order, locked (skipping rows other claimers hold) up to a chunk.
 
     A limited task is a candidate only when its function is locked (a function first seen after the locks were
@@ -249,25 +249,41 @@ def _arm(name: str, due: str, ready: str) -> str:
                    OR (t.function = ANY(v_locked) AND {n} - (t.state = 'running')::integer < t.max_concurrent)
                    OR (t.state = 'running' AND {n} - 1 < t.max_concurrent))
               AND (t.parent_task_id IS NOT NULL
-                   OR EXISTS (SELECT 1 FROM {{s}}.executions AS e
-                              WHERE e.execution_id = t.execution_id AND e.state <> 'pending')
+@STARTED@
                    OR EXISTS (SELECT 1 FROM {{s}}.executions AS e
                               WHERE e.execution_id = t.execution_id AND e.state = 'pending'
                               FOR UPDATE SKIP LOCKED))
               AND t.task_id <> ALL(v_taken)
             ORDER BY t.priority DESC, {ready}, t.created_at, t.task_id
             LIMIT v_chunk
-            FOR UPDATE OF t SKIP LOCKED"""
+            FOR UPDATE OF t SKIP LOCKED""".replace("@STARTED@", started)
 
 
-_ARMS = "\n        ), ".join(
-    (
-        _arm("pending", "t.state = 'pending' AND t.scheduled_for <= p_now", "t.scheduled_for"),
-        _arm("woken", "t.state = 'suspended' AND t.wake_at <= p_now", "t.wake_at"),
-        _arm("expired", "t.state IN ('running', 'waiting') AND t.lease_expires_at <= p_now", "t.scheduled_for"),
+# Whether a root task's execution has started.  Version 1 asked with EXISTS, which PostgreSQL may turn into a
+# hash of every started execution, built at each claim (a claim's cost then grew with the executions stored);
+# version 2 looks up each candidate's execution by its key.
+_STARTED_V1 = """                   OR EXISTS (SELECT 1 FROM {s}.executions AS e
+                              WHERE e.execution_id = t.execution_id AND e.state <> 'pending')"""
+_STARTED_V2 = """                   OR (SELECT e.state FROM {s}.executions AS e
+                              WHERE e.execution_id = t.execution_id) <> 'pending'"""
+
+
+def _claim_function(started: str) -> str:
+    arms = "\n        ), ".join(
+        (
+            _arm("pending", "t.state = 'pending' AND t.scheduled_for <= p_now", "t.scheduled_for", started),
+            _arm("woken", "t.state = 'suspended' AND t.wake_at <= p_now", "t.wake_at", started),
+            _arm(
+                "expired",
+                "t.state IN ('running', 'waiting') AND t.lease_expires_at <= p_now",
+                "t.scheduled_for",
+                started,
+            ),
+        )
     )
-)
-_CLAIM = _CLAIM.replace("@ARMS@", _ARMS)
+    return _CLAIM.replace("@ARMS@", arms)
+
 
 #: Statements of each schema version, in order.
-V1 = (*_TABLES, _CLAIM)
+V1 = (*_TABLES, _claim_function(_STARTED_V1))
+V2 = (_claim_function(_STARTED_V2).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1),)
