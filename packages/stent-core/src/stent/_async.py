@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from stent.ports import Clock
 
@@ -26,9 +25,11 @@ async def wait_event_or_timeout(event: asyncio.Event, clock: Clock, timeout: flo
     try:
         await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for fut in (waiter, sleeper):
-            if not fut.done():
-                fut.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await fut
+        # Cancel the helpers and wait for them to end, without swallowing a cancellation of this task that
+        # arrives meanwhile (asyncio.wait never raises the helpers' CancelledError, only this task's own).
+        pending = [fut for fut in (waiter, sleeper) if not fut.done()]
+        for fut in pending:
+            fut.cancel()
+        if pending:
+            await asyncio.wait(pending)
     return event.is_set()
