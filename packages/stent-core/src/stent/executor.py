@@ -102,7 +102,7 @@ class Stent:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         metrics: object | None = None,
-        poll_min_interval: float = 0.1,
+        poll_min_interval: float = 0.025,
         poll_max_interval: float = 2.0,
         poll_backoff_factor: float = 1.5,
         max_payload_bytes: int | None = None,
