@@ -346,8 +346,10 @@ class Script:
             return "list_executions", lambda s: s.list_executions(
                 state=state, queue=queue, function=function, limit=limit, offset=offset
             )
-        queue = rng.choice((None, *QUEUES))
-        return "queue_depth", lambda s: s.queue_depth(queue, now)
+        if roll < 0.75:
+            queue = rng.choice((None, *QUEUES))
+            return "queue_depth", lambda s: s.queue_depth(queue, now)
+        return "queue_overview", lambda s: s.queue_overview(now)
 
     def _advance(self, rng: random.Random, now: datetime) -> Call:
         self.now = self.later(0, 8)

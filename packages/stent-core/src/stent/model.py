@@ -319,3 +319,43 @@ class WorkerInfo:
 class ExecutionPage:
     executions: tuple[ExecutionRecord, ...]
     total: int
+
+
+@attrs.frozen
+class QueueStats:
+    """One queue's unfinished work at a moment ``now``, from :meth:`~stent.ports.Storage.queue_overview`.
+
+    Only ``call`` tasks count (a pending signal wait is no work for a worker).  Each unfinished call task of the
+    queue is in exactly one of the four counts:
+
+    * ``ready``: what a claim could take at ``now``, leaving aside which functions the claimer registers and
+      ``max_concurrent``: ``pending`` tasks with ``scheduled_for <= now``, ``suspended`` tasks whose ``wake_at``
+      has come (``wake_at <= now``), and ``running`` or ``waiting`` tasks whose lease ran out
+      (``lease_expires_at <= now``: their worker stopped renewing, and a claim takes them over);
+    * ``scheduled``: ``pending`` tasks with ``scheduled_for > now`` (a delayed dispatch, a retry in its backoff);
+    * ``running``: ``running`` or ``waiting`` tasks whose lease still holds;
+    * ``suspended``: ``suspended`` tasks with no timer or one still to come.
+
+    ``oldest_ready_at`` is the earliest moment at which a ready task became ready (its ``scheduled_for``,
+    ``wake_at`` or ``lease_expires_at``), so ``now - oldest_ready_at`` is how long work has waited for a worker;
+    ``None`` when nothing is ready.  ``ready + scheduled`` is what
+    :meth:`~stent.ports.Storage.queue_depth` counts for the queue.
+    """
+
+    queue: str
+    ready: int = 0
+    scheduled: int = 0
+    running: int = 0
+    suspended: int = 0
+    oldest_ready_at: datetime | None = None
+
+    @property
+    def depth(self) -> int:
+        """Tasks ready or scheduled to run: the queue's :meth:`~stent.ports.Storage.queue_depth`."""
+        return self.ready + self.scheduled
+
+    def oldest_ready_age(self, now: datetime) -> float:
+        """Seconds the longest-waiting ready task has waited for a worker at ``now``; 0.0 when none is ready."""
+        if self.oldest_ready_at is None:
+            return 0.0
+        return max(0.0, (now - self.oldest_ready_at).total_seconds())

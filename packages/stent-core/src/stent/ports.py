@@ -33,6 +33,7 @@ from stent.model import (
     LeaseReport,
     NewExecution,
     NewTask,
+    QueueStats,
     SignalRecord,
     StepKey,
     TaskFailure,
@@ -254,7 +255,19 @@ class Storage(Protocol):
         """Executions newest first, with the total count matching the filters."""
 
     async def queue_depth(self, queue: str | None, now: datetime) -> int:
-        """Tasks ready or scheduled to run (pending), in one queue or all."""
+        """Call tasks ready or scheduled to run at ``now``, in one queue or all.
+
+        That is ``ready + scheduled`` of :class:`~stent.model.QueueStats`: every ``pending`` call task (due or
+        not), plus ``suspended`` tasks whose ``wake_at`` has come and leased tasks whose lease ran out, which a
+        claim would take as well.
+        """
+
+    async def queue_overview(self, now: datetime) -> list[QueueStats]:
+        """The counts of :class:`~stent.model.QueueStats` at ``now`` for every queue that has an unfinished call
+        task (pending, suspended, running or waiting), sorted by queue name (code-point order); ``[]`` when none.
+
+        One read, so the figures of all queues are of one moment.
+        """
 
 
 @attrs.frozen

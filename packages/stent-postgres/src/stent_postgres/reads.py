@@ -6,7 +6,7 @@ import functools
 from collections.abc import Sequence
 from datetime import datetime
 
-from stent.model import ExecutionPage, ExecutionRecord, ExecutionState, TaskRecord
+from stent.model import ExecutionPage, ExecutionRecord, ExecutionState, QueueStats, TaskRecord
 from stent_postgres.base import StorageBase
 from stent_postgres.rows import EXECUTION_SELECT, TASK_SELECT, execution_from_row, task_from_row
 
@@ -76,15 +76,55 @@ class ReadsMixin(StorageBase):
         return ExecutionPage(page, int(rows[0]["total"]))
 
     async def queue_depth(self, queue: str | None, now: datetime) -> int:
+        # Each part on its own partial index (tasks_queue_depth, tasks_wake, tasks_lease): due timers and lost
+        # leases are found by time, so the count never reads the leases that still hold.
         if queue is None:
-            value = await self._db.fetchval(
-                self._sql("SELECT count(*) FROM {s}.tasks WHERE state = 'pending' AND kind = 'call'")
-            )
+            value = await self._db.fetchval(self._sql(_DEPTH), now)
         else:
-            value = await self._db.fetchval(
-                self._sql(
-                    "SELECT count(*) FROM {s}.tasks WHERE state = 'pending' AND kind = 'call' AND queue = $1"
-                ),
-                queue,
-            )
+            value = await self._db.fetchval(self._sql(_DEPTH_BY_QUEUE), now, queue)
         return int(value)
+
+    async def queue_overview(self, now: datetime) -> list[QueueStats]:
+        rows = await self._db.fetch(self._sql(_OVERVIEW), now)
+        return [
+            QueueStats(
+                queue=r["queue"],
+                ready=r["ready"],
+                scheduled=r["scheduled"],
+                running=r["running"],
+                suspended=r["suspended"],
+                oldest_ready_at=r["oldest_ready_at"],
+            )
+            for r in rows
+        ]
+
+
+def _depth_sql(queue: str) -> str:
+    """``queue_depth``: pending calls (due or not), suspended tasks whose timer came, leases that ran out."""
+    parts = (
+        "state = 'pending' AND kind = 'call'",
+        "state = 'suspended' AND wake_at <= $1 AND kind = 'call'",
+        "state IN ('running', 'waiting') AND lease_expires_at <= $1 AND kind = 'call'",
+    )
+    return "SELECT " + " + ".join(f"(SELECT count(*) FROM {{s}}.tasks WHERE {part}{queue})" for part in parts)
+
+
+_DEPTH = _depth_sql("")
+_DEPTH_BY_QUEUE = _depth_sql(" AND queue = $2")
+
+# Every unfinished call task in one pass, in one snapshot; each is ready (with the moment it became ready) or
+# else counted by its state.  No index holds suspended tasks without a timer, so this reads the table once.
+_OVERVIEW = (
+    "SELECT queue,"
+    " count(*) FILTER (WHERE ready_at IS NOT NULL)::integer AS ready,"
+    " count(*) FILTER (WHERE ready_at IS NULL AND state = 'pending')::integer AS scheduled,"
+    " count(*) FILTER (WHERE ready_at IS NULL AND state IN ('running', 'waiting'))::integer AS running,"
+    " count(*) FILTER (WHERE ready_at IS NULL AND state = 'suspended')::integer AS suspended,"
+    " min(ready_at) AS oldest_ready_at"
+    " FROM (SELECT queue, state, CASE"
+    " WHEN state = 'pending' AND scheduled_for <= $1 THEN scheduled_for"
+    " WHEN state = 'suspended' AND wake_at <= $1 THEN wake_at"
+    " WHEN state IN ('running', 'waiting') AND lease_expires_at <= $1 THEN lease_expires_at END AS ready_at"
+    " FROM {s}.tasks WHERE kind = 'call' AND state IN ('pending', 'suspended', 'running', 'waiting')) AS t"
+    " GROUP BY queue ORDER BY queue"  # queue is COLLATE "C": code-point order, as Python sorts
+)

@@ -33,13 +33,14 @@ from stent.model import (
     LeaseReport,
     NewExecution,
     NewTask,
+    QueueStats,
     StepKey,
     TaskFailure,
     TaskKind,
     TaskRecord,
     TaskState,
 )
-from stent_sqlite import batches, claim, schema
+from stent_sqlite import batches, claim, queues, schema
 from stent_sqlite.database import Database, check_busy_timeout, parse_url
 from stent_sqlite.operations import SQLiteOperations, time_out
 from stent_sqlite.rows import (
@@ -473,15 +474,10 @@ class SQLiteStorage(SQLiteOperations):
         return await self._db.run(page, write=False)
 
     async def queue_depth(self, queue: str | None, now: datetime) -> int:
-        # Pending calls only (a pending signal wait is no work for a worker), counted on the claim's indexes.
-        if queue is None:
-            rows = await self._db.fetchall(
-                "SELECT count(*) FROM stent_tasks INDEXED BY ix_stent_tasks_due WHERE state = 'pending' AND kind = 'call'"
-            )
-        else:
-            rows = await self._db.fetchall(
-                "SELECT count(*) FROM stent_tasks INDEXED BY ix_stent_tasks_ready"
-                " WHERE state = 'pending' AND kind = 'call' AND queue = ?",
-                (queue,),
-            )
+        # Calls only (a pending signal wait is no work for a worker), counted on the claim's indexes.
+        rows = await self._db.fetchall(queues.depth_sql(queue is not None), {"now": to_us(now), "queue": queue})
         return int(rows[0][0])
+
+    async def queue_overview(self, now: datetime) -> list[QueueStats]:
+        rows = await self._db.fetchall(queues.OVERVIEW_SQL, {"now": to_us(now)})
+        return queues.overview_from_rows(rows)

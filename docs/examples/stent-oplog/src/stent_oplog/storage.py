@@ -28,7 +28,7 @@ from stent.memory import MemoryStorage
 #: The port's calls that only read: answered by the memory store, never logged.
 READS = (
     "get_execution", "get_task", "get_tasks", "list_execution_tasks", "list_executions", "queue_depth",
-    "list_signals", "list_dead_letters", "get_dead_letter", "list_workers",
+    "queue_overview", "list_signals", "list_dead_letters", "get_dead_letter", "list_workers",
 )  # fmt: skip
 #: The calls that may change the store: logged once they succeed (cache_get drops an expired entry).
 WRITES = (

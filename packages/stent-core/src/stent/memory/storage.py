@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 import attrs
 
@@ -31,6 +32,7 @@ from stent.model import (
     LeaseReport,
     NewExecution,
     NewTask,
+    QueueStats,
     StepKey,
     TaskFailure,
     TaskKind,
@@ -150,18 +152,7 @@ class MemoryStorage(MemoryOperations, MemoryState):
     # -- claiming and leases ---------------------------------------------------------------------------------
 
     def _claimable(self, task: TaskRecord, request: ClaimRequest, now: datetime) -> bool:
-        if task.kind is not TaskKind.CALL:
-            return False
-        if task.state is TaskState.PENDING:
-            if task.scheduled_for > now:
-                return False
-        elif task.state is TaskState.SUSPENDED:
-            if task.wake_at is None or task.wake_at > now:
-                return False
-        elif task.state.leased:
-            if task.lease_expires_at is None or task.lease_expires_at > now:
-                return False
-        else:
+        if standing(task, now)[0] != "ready":
             return False
         if task.function not in request.functions:
             return False
@@ -379,5 +370,37 @@ class MemoryStorage(MemoryOperations, MemoryState):
         return sum(
             1
             for t in self._tasks.values()
-            if t.state is TaskState.PENDING and t.kind is TaskKind.CALL and (queue is None or t.queue == queue)
+            if (queue is None or t.queue == queue) and standing(t, now)[0] in ("ready", "scheduled")
         )
+
+    async def queue_overview(self, now: datetime) -> list[QueueStats]:
+        stats: dict[str, QueueStats] = {}
+        for task in self._tasks.values():
+            count, ready_at = standing(task, now)
+            if count is None:
+                continue
+            row = stats.get(task.queue) or QueueStats(task.queue)
+            oldest = row.oldest_ready_at
+            if ready_at is not None and (oldest is None or ready_at < oldest):
+                oldest = ready_at
+            stats[task.queue] = attrs.evolve(row, oldest_ready_at=oldest, **{count: getattr(row, count) + 1})
+        return [stats[queue] for queue in sorted(stats)]
+
+
+Standing = Literal["ready", "scheduled", "running", "suspended"]
+
+
+def standing(task: TaskRecord, now: datetime) -> tuple[Standing | None, datetime | None]:
+    """Which count of :class:`~stent.model.QueueStats` ``task`` is in at ``now`` (``None``: none, it is finished
+    or no call), and, when it is ready, the moment it became ready.  A claim takes exactly the ready tasks."""
+    if task.kind is not TaskKind.CALL:
+        return None, None
+    if task.state is TaskState.PENDING:
+        return ("ready", task.scheduled_for) if task.scheduled_for <= now else ("scheduled", None)
+    if task.state is TaskState.SUSPENDED:
+        due = task.wake_at is not None and task.wake_at <= now
+        return ("ready", task.wake_at) if due else ("suspended", None)
+    if task.state.leased:
+        expired = task.lease_expires_at is not None and task.lease_expires_at <= now
+        return ("ready", task.lease_expires_at) if expired else ("running", None)
+    return None, None

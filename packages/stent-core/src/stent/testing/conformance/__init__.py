@@ -60,6 +60,7 @@ from stent.testing.conformance.storage_optional import (
     SharedStoreConformance,
     TransactionalNotificationConformance,
 )
+from stent.testing.conformance.storage_queues import QueueOverviewConformance
 from stent.testing.conformance.storage_reads import ReadConformance
 from stent.testing.conformance.storage_signals import SignalConformance
 from stent.testing.conformance.storage_suspend import SuspensionConformance
@@ -86,6 +87,7 @@ class StorageConformance(
     CleanupConformance,
     WorkerRowConformance,
     ReadConformance,
+    QueueOverviewConformance,
     SharedStoreConformance,
     DurabilityConformance,
     TransactionalNotificationConformance,
@@ -110,6 +112,7 @@ __all__ = [
     "FinishConformance",
     "LeaderConformance",
     "LeaseConformance",
+    "QueueOverviewConformance",
     "ReadConformance",
     "SharedStoreConformance",
     "SignalConformance",

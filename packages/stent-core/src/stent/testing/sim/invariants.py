@@ -55,6 +55,7 @@ READS = frozenset(
         "list_execution_tasks",
         "list_executions",
         "queue_depth",
+        "queue_overview",
         "list_signals",
         "list_dead_letters",
         "get_dead_letter",
