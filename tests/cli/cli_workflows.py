@@ -32,3 +32,14 @@ async def fails(why: str) -> None:
 @Stent.durable(name="cli.wait_approval")
 async def wait_approval() -> object:
     return await Stent.wait_for_signal("approve")
+
+
+@Stent.durable(name="cli.crunch", queue="batch")
+async def crunch(x: int) -> int:
+    return x
+
+
+@Stent.durable(name="cli.fan_out")
+async def fan_out(n: int) -> int:
+    """Children on queue ``batch``, which no execution, worker row or dead letter names."""
+    return sum(await crunch.map(range(n)))

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_support import Cli, Seeded
+from cli_support import Cli, Seeded, wf
 
 from stent.cli import common
+from stent.clocks import FakeClock
+from stent.memory import MemoryStorage
+from stent.testing.harness import WorkflowHarness
 
 READ_COMMANDS = [["list"], ["show", "done-1"], ["stats"], ["workers"], ["watch", "--iterations", "1"],
                  ["dlq", "list"], ["cleanup", "--dry-run"], ["cancel", "x"], ["signal", "x", "go"]]  # fmt: skip
@@ -123,13 +128,78 @@ def test_stats_counts_states_queues_and_dead_letters(cli: Cli, seeded: Seeded) -
     assert data["executions"]["pending"] == 1
     assert data["total"] == 5
     slow = next(q for q in data["queues"] if q["queue"] == "slow")
-    assert slow["depth"] == 1
+    assert (slow["depth"], slow["ready"], slow["scheduled"]) == (1, 1, 0)
     assert slow["oldest_pending_s"] > 29 * 86400
     assert data["dead_letters"] == 1
     human = cli("--storage", seeded.url, "stats")
     assert human.code == 0
     assert "dead letters: 1" in human.out
     assert "slow" in human.out
+
+
+@pytest.fixture
+async def fanned_out(shared_memory: Callable[..., str]) -> str:
+    """A running execution whose three children wait on queue ``batch``, which no worker serves, for 10 minutes;
+    its root waits for them, suspended."""
+    storage = MemoryStorage()
+    h = WorkflowHarness(storage)
+    h.clock = FakeClock(datetime.now(UTC) - timedelta(minutes=10))
+    h.executor.clock = h.clock
+    await h.start_worker("front", queues=["default"])
+    await h.executor.dispatch(wf.fan_out, 3, execution_id="fan-1")
+    await h.advance(1)
+    await h.stop()
+    return shared_memory("fanned", storage)
+
+
+def test_stats_lists_every_queue_with_unfinished_work(cli: Cli, fanned_out: str) -> None:
+    """A backlog of child tasks inside a running execution gets its queue's row, with how long it has waited."""
+    data = json.loads(cli("--storage", fanned_out, "stats", "--json").out)
+    assert data["executions"]["running"] == 1 and data["executions"]["pending"] == 0
+    rows = {q["queue"]: q for q in data["queues"]}
+    assert list(rows) == ["batch", "default"]
+    batch = rows["batch"]
+    assert (batch["depth"], batch["ready"], batch["scheduled"], batch["running"], batch["suspended"]) == (
+        3,
+        3,
+        0,
+        0,
+        0,
+    )
+    assert 9 * 60 < batch["oldest_pending_s"] < 11 * 60
+    assert batch["oldest_ready_at"] is not None
+    default = rows["default"]
+    assert (default["depth"], default["suspended"], default["oldest_ready_at"]) == (0, 1, None)
+    assert data["queue_depth_total"] == 3
+    human = cli("--storage", fanned_out, "stats").out.splitlines()
+    assert human[human.index("queues (ready or scheduled tasks: 3 in all)") + 1].split() == [
+        "QUEUE", "READY", "SCHEDULED", "RUNNING", "SUSPENDED", "OLDEST", "READY"
+    ]  # fmt: skip
+    batch_line = next(line.split() for line in human if line.startswith("batch"))
+    assert batch_line[:5] == ["batch", "3", "0", "0", "0"] and batch_line[5].startswith(("9m", "10m"))
+    assert next(line.split() for line in human if line.startswith("default "))[1:] == ["0", "0", "0", "1", "-"]
+
+
+def test_stats_queue_adds_idle_queues_and_rejects_an_empty_name(cli: Cli, fanned_out: str) -> None:
+    """--queue lists idle queues with zero counts, in name order; an empty name is a usage error."""
+    data = json.loads(
+        cli("--storage", fanned_out, "stats", "--queue", "idle,zzz", "--queue", "batch", "--json").out
+    )
+    assert [q["queue"] for q in data["queues"]] == ["batch", "default", "idle", "zzz"]
+    idle = data["queues"][2]
+    assert (idle["depth"], idle["running"], idle["oldest_ready_at"], idle["oldest_pending_s"]) == (0, 0, None, 0.0)
+    assert data["queues"][0]["ready"] == 3  # named and busy: listed once, with its counts
+    with pytest.raises(SystemExit) as exc:
+        cli("--storage", fanned_out, "stats", "--queue", " , ")
+    assert exc.value.code == common.USAGE
+
+
+def test_stats_on_an_empty_storage_says_no_queue_has_work(cli: Cli, shared_memory: Callable[..., str]) -> None:
+    """No unfinished task anywhere: no queue rows, a total of 0, and a sentence instead of an empty table."""
+    url = shared_memory("empty", MemoryStorage())
+    data = json.loads(cli("--storage", url, "stats", "--json").out)
+    assert (data["queues"], data["queue_depth_total"]) == ([], 0)
+    assert "no queue has unfinished work" in cli("--storage", url, "stats").out
 
 
 def test_workers_lists_heartbeat_rows(cli: Cli, shared_memory: object) -> None:

@@ -24,7 +24,9 @@ def test_watch_prints_bounded_frames(cli: Cli, seeded_sqlite: Seeded) -> None:
     assert "/min" in run.out  # the second frame has one
     assert "running (1)" in run.out and seeded_sqlite.waiting in run.out
     assert "failing (1)" in run.out and "RuntimeError: exploded: no fuel" in run.out
-    assert "slow" in run.out
+    lines = [line.split() for line in run.out.splitlines()]
+    assert lines.count(["QUEUE", "READY", "SCHEDULED", "RUNNING", "SUSPENDED", "OLDEST", "READY"]) == 2
+    assert ["slow", "1", "0", "0", "0"] in [line[:5] for line in lines]
 
 
 def test_watch_json_is_one_object_per_frame(cli: Cli, seeded_memory: Seeded) -> None:
@@ -36,6 +38,9 @@ def test_watch_json_is_one_object_per_frame(cli: Cli, seeded_memory: Seeded) -> 
     assert frames[2]["throughput"]["completed_per_min"] == 0.0
     assert frames[1]["executions"]["completed"] == 2
     assert frames[1]["failing"][0]["execution_id"] == seeded_memory.broken
+    queues = {q["queue"]: q for q in frames[1]["queues"]}
+    assert (queues["slow"]["ready"], queues["slow"]["depth"], queues["default"]["suspended"]) == (1, 1, 1)
+    assert queues["slow"]["oldest_pending_s"] > 29 * 86400 and frames[1]["queue_depth_total"] == 1
 
 
 def test_watch_first_look_failing_is_the_commands_error(cli: Cli) -> None:

@@ -127,6 +127,34 @@ async def test_gauges_read_queue_depth_pending_age_and_workers(prometheus: Any) 
     await h.stop()
 
 
+async def test_gauges_follow_a_child_backlog_on_a_queue_nobody_named(prometheus: Any) -> None:
+    """Children waiting inside a running execution, on a queue no worker serves, show in every queue gauge
+    (found without being named), and read 0 once their work is done."""
+    h = WorkflowHarness(MemoryStorage())
+    await h.start_worker("front", queues=["default"])
+    fan = await h.executor.dispatch(wf.fan_out, 3)
+    await h.advance(1)
+    h.clock.advance(60)
+    await prometheus.refresh_gauges(h.executor)
+    assert value(prometheus, "stent_queue_depth", queue="batch") == 3
+    assert value(prometheus, "stent_oldest_pending_age_seconds", queue="batch") == pytest.approx(61, abs=1)
+    assert value(prometheus, "stent_oldest_pending_age_seconds", queue="*") == pytest.approx(61, abs=1)
+    assert value(prometheus, "stent_tasks_running", queue="default") == 1  # the parent, waiting on its lease
+    assert value(prometheus, "stent_tasks_running", queue="*") == 1
+    assert value(prometheus, "stent_queue_depth", queue="*") == 3
+    await h.stop()  # the drain suspends the waiting parent
+    await prometheus.refresh_gauges(h.executor)
+    assert value(prometheus, "stent_tasks_suspended", queue="default") == 1
+    assert value(prometheus, "stent_tasks_running", queue="default") == 0
+    await h.start_worker("back")
+    assert await h.finish(fan) == 3
+    await prometheus.refresh_gauges(h.executor)
+    for gauge in ("queue_depth", "oldest_pending_age_seconds", "tasks_running", "tasks_suspended"):
+        for queue in ("batch", "default", "*"):
+            assert value(prometheus, f"stent_{gauge}", queue=queue) == 0, (gauge, queue)
+    await h.stop()
+
+
 def test_a_missing_extra_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without prometheus-client (or opentelemetry), the error says which extra to install."""
     from stent.observability import otel

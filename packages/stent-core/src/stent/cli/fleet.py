@@ -1,4 +1,8 @@
-"""``stent stats`` and ``stent workers``: the cluster at a glance, from storage (shared with ``stent watch``)."""
+"""``stent stats`` and ``stent workers``: the cluster at a glance, from storage (shared with ``stent watch``).
+
+Queues come from one read, :meth:`~stent.ports.Storage.queue_overview`: every queue with unfinished work, with
+its ready, scheduled, running and suspended tasks and how long its oldest ready task has waited for a worker.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from stent.cli import common
-from stent.model import ExecutionState
+from stent.model import ExecutionState, QueueStats
 
 if TYPE_CHECKING:
     from stent.executor import Stent
@@ -15,17 +19,21 @@ if TYPE_CHECKING:
 
 #: A worker row not refreshed for this long is shown as stale (rows refresh every 30 s at most).
 STALE_AFTER_S = 90.0
-#: How far ``stats`` scans lists (dead letters, active executions) to count them and find queues.
+#: How far ``stats`` scans the dead letters to count them.
 SCAN_LIMIT = 10_000
 _PAGE = 500
-_ACTIVE = (ExecutionState.PENDING, ExecutionState.RUNNING, ExecutionState.CANCELLING)
 
 
 def register(commands: Any) -> None:
     p = commands.add_parser("stats", help="counts by state, queue depths, dead letters and workers")
     common.add_output_options(p)
     p.add_argument(
-        "--queue", action="append", default=[], help="also report this queue (repeatable; busy queues are found)"
+        "--queue",
+        type=common.names,
+        action="extend",
+        default=[],
+        help="also list these queues when they have no unfinished work (comma-separated or repeated;"
+        " busy queues are always listed)",
     )
     p.set_defaults(handler=run_stats)
 
@@ -37,65 +45,74 @@ def register(commands: Any) -> None:
 # -- collecting ---------------------------------------------------------------------------------------------
 
 
-async def count_dead_letters(executor: Stent, limit: int = SCAN_LIMIT) -> tuple[int, set[str]]:
-    """How many dead letters there are (up to ``limit``), and their queues."""
+async def count_dead_letters(executor: Stent, limit: int = SCAN_LIMIT) -> int:
+    """How many dead letters there are, counting up to ``limit``."""
     count, offset = 0, 0
-    queues: set[str] = set()
     while offset < limit:
         page = await executor.backend.list_dead_letters(limit=_PAGE, offset=offset)
         count += len(page)
-        queues.update(d.queue for d in page)
         if len(page) < _PAGE:
             break
         offset += _PAGE
-    return count, queues
+    return count
 
 
 async def collect_stats(executor: Stent, extra_queues: list[str] | None = None) -> dict[str, Any]:
-    """Counts by state, queues with depth and oldest pending age, dead letters and worker rows."""
-    from stent.observability.prometheus import oldest_pending_age
-
+    """Counts by state, every queue with unfinished work (and ``extra_queues``), dead letters and worker rows."""
     storage = executor.backend
     now = executor.clock.now()
     counts: dict[str, int] = {}
-    queues: set[str] = set(extra_queues or ())
     for state in ExecutionState:
         page = await storage.list_executions(state=state, limit=1)
         counts[state.value] = page.total
-    for state in _ACTIVE:
-        if counts[state.value]:
-            page = await storage.list_executions(state=state, limit=min(counts[state.value], 1000))
-            queues.update(e.queue for e in page.executions)
-    dead, dead_queues = await count_dead_letters(executor)
-    queues.update(dead_queues)
+    overview = {q.queue: q for q in await storage.queue_overview(now)}
+    for queue in extra_queues or ():
+        overview.setdefault(queue, QueueStats(queue))
+    queue_rows = [queue_row(overview[name], now) for name in sorted(overview)]
+    dead = await count_dead_letters(executor)
     workers = await storage.list_workers()
-    for worker in workers:
-        queues.update(worker.queues or ())
-    queue_rows: list[dict[str, Any]] = []
-    for queue in sorted(queues):
-        queue_rows.append(
-            {
-                "queue": queue,
-                "depth": await storage.queue_depth(queue, now),
-                "oldest_pending_s": await oldest_pending_age(executor, queue),
-            }
-        )
-    total_depth = await storage.queue_depth(None, now)
-    unlisted = total_depth - sum(int(q["depth"]) for q in queue_rows)
-    if unlisted > 0:
-        # Tasks can run on queues no execution, worker row or dead letter names (a replay elsewhere, a step's
-        # own queue); the port cannot list queues, so their depth is shown as one row.
-        queue_rows.append({"queue": "(other queues)", "depth": unlisted, "oldest_pending_s": 0.0})
     return {
         "at": now,
         "executions": counts,
         "total": sum(counts.values()),
-        "queue_depth_total": total_depth,
+        "queue_depth_total": sum(int(q["depth"]) for q in queue_rows),
         "queues": queue_rows,
         "dead_letters": dead,
         "dead_letters_capped": dead >= SCAN_LIMIT,
         "workers": [worker_row(w, now) for w in workers],
     }
+
+
+def queue_row(q: QueueStats, now: datetime) -> dict[str, Any]:
+    """One queue for ``stats --json`` and ``watch --json``: its counts and how long its ready work has waited."""
+    return {
+        "queue": q.queue,
+        "depth": q.depth,  # ready + scheduled, as queue_depth counts
+        "ready": q.ready,
+        "scheduled": q.scheduled,
+        "running": q.running,
+        "suspended": q.suspended,
+        "oldest_ready_at": q.oldest_ready_at,
+        "oldest_pending_s": q.oldest_ready_age(now),  # the age of oldest_ready_at, 0.0 when nothing is ready
+    }
+
+
+def print_queues(rows: list[dict[str, Any]], out: Any = None) -> None:
+    common.table(
+        ["QUEUE", "READY", "SCHEDULED", "RUNNING", "SUSPENDED", "OLDEST READY"],
+        [
+            [
+                q["queue"],
+                q["ready"],
+                q["scheduled"],
+                q["running"],
+                q["suspended"],
+                common.span(q["oldest_pending_s"]) if q["oldest_ready_at"] is not None else "-",
+            ]
+            for q in rows
+        ],
+        out,
+    )
 
 
 def worker_row(w: WorkerInfo, now: datetime) -> dict[str, Any]:
@@ -134,13 +151,9 @@ async def _stats(args: argparse.Namespace) -> int:
     print()
     print(f"queues (ready or scheduled tasks: {stats['queue_depth_total']} in all)")
     if stats["queues"]:
-        common.table(
-            ["QUEUE", "DEPTH", "OLDEST PENDING"],
-            [[q["queue"], q["depth"], common.span(q["oldest_pending_s"]) if q["oldest_pending_s"] else "-"]
-             for q in stats["queues"]],
-        )  # fmt: skip
+        print_queues(stats["queues"])
     else:
-        print("no busy queues")
+        print("no queue has unfinished work")
     print()
     capped = "+" if stats["dead_letters_capped"] else ""
     print(

@@ -1,10 +1,11 @@
 """``stent watch``: a live terminal view of throughput, queues, workers, and running and failing work.
 
-Each refresh reads the same figures as ``stent stats`` plus the newest running and failed executions, and
-derives throughput from how the completed and failed counts moved since the previous refresh.  On a terminal the
-screen is redrawn in place; otherwise (a pipe, a log) frames follow one another, and ``--json`` prints one JSON
-object per line.  Ctrl-C is the normal way out and exits 0; ``--iterations N`` stops after N frames.  A storage
-that stops answering after the first frame is shown in the frame and retried at the next refresh.
+Each refresh reads the same figures as ``stent stats`` (every queue with unfinished work, from one
+``queue_overview`` read) plus the newest running and failed executions, and derives throughput from how the
+completed and failed counts moved since the previous refresh.  On a terminal the screen is redrawn in place;
+otherwise (a pipe, a log) frames follow one another, and ``--json`` prints one JSON object per line.  Ctrl-C
+is the normal way out and exits 0; ``--iterations N`` stops after N frames.  A storage that stops answering
+after the first frame is shown in the frame and retried at the next refresh.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from stent.backends import redact_url
 from stent.cli import common
 from stent.cli.executions import error_record, execution_summary
-from stent.cli.fleet import collect_stats, print_workers
+from stent.cli.fleet import collect_stats, print_queues, print_workers
 from stent.model import ExecutionState
 
 if TYPE_CHECKING:
@@ -131,12 +132,7 @@ def render(frame: dict[str, Any], url: str, interval: float) -> str:
     say()
     say(f"queues (ready or scheduled: {frame['queue_depth_total']})")
     if frame["queues"]:
-        common.table(
-            ["QUEUE", "DEPTH", "OLDEST PENDING"],
-            [[q["queue"], q["depth"], common.span(q["oldest_pending_s"]) if q["oldest_pending_s"] else "-"]
-             for q in frame["queues"]],
-            out,
-        )  # fmt: skip
+        print_queues(frame["queues"], out)
     say()
     say(f"workers ({len(frame['workers'])})")
     if frame["workers"]:

@@ -1,4 +1,4 @@
-"""Prometheus metrics: a recorder for the five metric methods, and gauges of queue depth and pending age.
+"""Prometheus metrics: a recorder for the five metric methods, and gauges of every queue's work and workers.
 
 Pass a :class:`PrometheusMetrics` to the executor (``Stent(backend, metrics=PrometheusMetrics())``) and expose
 its registry, or let ``stent worker --metrics-port PORT`` do both.  Metric names (prefix ``stent_``):
@@ -11,14 +11,19 @@ its registry, or let ``stent worker --metrics-port PORT`` do both.  Metric names
 ``stent_dead_letters_total``           counter    tasks dead-lettered; ``queue``, ``step``, ``kind``, ``reason``
 ``stent_lease_renewals_total``         counter    lease renewals; ``result`` (``renewed`` or ``lost``)
 ``stent_queue_depth``                  gauge      tasks ready or scheduled to run; ``queue`` (``*`` = all queues)
-``stent_oldest_pending_age_seconds``   gauge      age of the oldest execution not yet started; ``queue``
+``stent_oldest_pending_age_seconds``   gauge      how long the oldest ready task has waited for a worker; ``queue``
+``stent_tasks_running``                gauge      tasks holding a live lease (running or waiting); ``queue``
+``stent_tasks_suspended``              gauge      tasks suspended on a step, signal or timer not yet due; ``queue``
 ``stent_worker_running_tasks``         gauge      tasks running on this process's workers; ``worker``
 ``stent_worker_ready``                 gauge      1 while the worker is ready, else 0; ``worker``
 =====================================  =========  ==============================================================
 
 ``step`` is the durable function's name.  ``reason`` is the failure's exception type (the text before its first
 colon), so the label stays low in cardinality.  The gauges are refreshed from storage by
-:meth:`PrometheusMetrics.refresh_gauges`, which the worker command calls every ``--metrics-interval``.
+:meth:`PrometheusMetrics.refresh_gauges`, which the worker command calls every ``--metrics-interval``.  The
+queue gauges come from one :meth:`~stent.ports.Storage.queue_overview` read (see
+:class:`~stent.model.QueueStats` for what each count holds); queue ``*`` is the sum over queues, and for the
+age the greatest.
 
 Needs the ``prometheus`` extra: ``pip install 'stent-core[prometheus]'``.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from stent.model import QueueStats
 from stent.observability import missing_extra
 from stent.observability.http import Handler, Response
 
@@ -84,18 +90,22 @@ class PrometheusMetrics:
         self.renewals = counter("lease_renewals", "Lease renewals by result.", ["result"])
         self.queue_depth = gauge("queue_depth", "Tasks ready or scheduled to run.", ["queue"])
         self.oldest_pending = gauge(
-            "oldest_pending_age_seconds", "Age of the oldest execution that has not started.", ["queue"]
+            "oldest_pending_age_seconds", "Seconds the oldest ready task has waited for a worker.", ["queue"]
+        )
+        self.tasks_running = gauge("tasks_running", "Tasks holding a live lease (running or waiting).", ["queue"])
+        self.tasks_suspended = gauge(
+            "tasks_suspended", "Tasks suspended on a step, a signal or a timer not yet due.", ["queue"]
         )
         self.worker_running = gauge(
             "worker_running_tasks", "Tasks running on a worker of this process.", ["worker"]
         )
         self.worker_ready = gauge("worker_ready", "1 while the worker is ready, else 0.", ["worker"])
-        self.seen_queues: set[str] = set()
+        # Every queue reported so far: one whose work is all done then reads 0, not its last value.
+        self.reported_queues: set[str] = set()
 
     # -- the five recorder methods --------------------------------------------------------------------------
 
     def task_claimed(self, *, queue: str, step_name: str, kind: str) -> None:
-        self.seen_queues.add(queue)
         self.claimed.labels(queue, step_name, kind).inc()
 
     def task_completed(self, *, queue: str, step_name: str, kind: str, duration_s: float) -> None:
@@ -114,19 +124,29 @@ class PrometheusMetrics:
     # -- gauges ---------------------------------------------------------------------------------------------
 
     async def refresh_gauges(self, executor: Stent, queues: Iterable[str] | None = None) -> None:
-        """Read queue depths and the oldest pending execution from storage; update the worker gauges.
+        """Read every queue's figures from storage in one read; update the worker gauges.
 
-        ``queues`` are reported one by one (with the queues this process has claimed from); the total over all
-        queues is reported as queue ``*``.
+        Every queue with unfinished work is reported, and so are ``queues`` (the worker's own, 0 when idle) and
+        every queue reported before; the whole is reported as queue ``*``.
         """
         now = executor.clock.now()
-        storage = executor.backend
-        names = sorted({*(queues or ()), *self.seen_queues})
-        self.queue_depth.labels(ALL_QUEUES).set(await storage.queue_depth(None, now))
-        self.oldest_pending.labels(ALL_QUEUES).set(await oldest_pending_age(executor, None))
-        for queue in names:
-            self.queue_depth.labels(queue).set(await storage.queue_depth(queue, now))
-            self.oldest_pending.labels(queue).set(await oldest_pending_age(executor, queue))
+        overview = {q.queue: q for q in await executor.backend.queue_overview(now)}
+        self.reported_queues.update(queues or (), overview)
+        rows = [overview.get(name) or QueueStats(name) for name in sorted(self.reported_queues)]
+        ready_since = [q.oldest_ready_at for q in rows if q.oldest_ready_at is not None]
+        total = QueueStats(
+            ALL_QUEUES,
+            ready=sum(q.ready for q in rows),
+            scheduled=sum(q.scheduled for q in rows),
+            running=sum(q.running for q in rows),
+            suspended=sum(q.suspended for q in rows),
+            oldest_ready_at=min(ready_since, default=None),
+        )
+        for q in (*rows, total):
+            self.queue_depth.labels(q.queue).set(q.depth)
+            self.oldest_pending.labels(q.queue).set(q.oldest_ready_age(now))
+            self.tasks_running.labels(q.queue).set(q.running)
+            self.tasks_suspended.labels(q.queue).set(q.suspended)
         for worker in executor.worker_status_overview()["workers"]:
             name = worker["worker_id"] or worker["name"]
             self.worker_running.labels(name).set(worker["running_tasks"])
@@ -140,24 +160,3 @@ class PrometheusMetrics:
         """``/metrics`` for an :class:`~stent.observability.http.HttpServer`."""
         content_type = str(self.client.CONTENT_TYPE_LATEST)
         return {"/metrics": lambda: Response(200, self.exposition(), content_type)}
-
-
-async def oldest_pending_age(executor: Stent, queue: str | None) -> float:
-    """Seconds since the oldest pending execution (in ``queue``, or any) was created; 0 when none is pending.
-
-    Executions are listed newest first, so the oldest is the last of the filtered list: one count, one read.
-    """
-    from stent.model import ExecutionState
-
-    storage = executor.backend
-    page = await storage.list_executions(state=ExecutionState.PENDING, queue=queue, limit=1)
-    if page.total == 0:
-        return 0.0
-    if page.total > 1:
-        page = await storage.list_executions(
-            state=ExecutionState.PENDING, queue=queue, limit=1, offset=page.total - 1
-        )
-    if not page.executions:
-        return 0.0
-    age = (executor.clock.now() - page.executions[0].created_at).total_seconds()
-    return max(0.0, age)
