@@ -33,8 +33,8 @@ from stent.worker.lifecycle import WorkerLifecycle
 BACKENDS = ("memory", "sqlite", "postgres")
 NOTIFIERS = ("none", "memory", "postgres", "redis", "nats")
 
-#: With no notifier, the worker and the waiters poll this often (seconds): the figure polling-only latency is
-#: held to.  With a notifier they keep stent's defaults, and a wake-up is what makes them fast.
+#: With no notifier, the worker polls this often (seconds), and the waiters at least this often: the figure
+#: polling-only latency is held to.  With a notifier they keep stent's defaults, and a wake-up makes them fast.
 POLL_ONLY_INTERVAL = 0.1
 
 #: The worker of issue 9: one process, fifty tasks at once.
@@ -197,7 +197,8 @@ class Environment:
         """An executor with a storage and a notifier of its own (as another process would have)."""
         options: dict[str, Any] = {}
         if self.setup.polling:
-            options.update(poll_min_interval=POLL_ONLY_INTERVAL, poll_max_interval=POLL_ONLY_INTERVAL)
+            # Waiters keep their default first wait (shorter than the worker's poll) and back off to the poll.
+            options.update(poll_max_interval=POLL_ONLY_INTERVAL)
         executor = Stent(self.storage(), notification_backend=self.notifier(), clock=clock, **options)
         self._executors.append(executor)
         await executor.backend.init_db()

@@ -64,7 +64,11 @@ class Housekeeper:
         now = runtime.clock.now()
         tick = runtime.clock.monotonic()
         try:
-            claiming = self._last_claim is not None and tick - self._last_claim < self.options.poll_interval_max
+            # Claiming: a claim came within the longest poll wait (plus a housekeeping round, as a claim due now
+            # may come just after this run).
+            claiming = (
+                self._last_claim is not None and tick - self._last_claim <= 2 * self.options.poll_interval_max
+            )
             if not claiming and self.claim_sweeps():
                 self._last_sweep = tick
                 timed_out = await runtime.storage.time_out_executions(now, TIMEOUT_BATCH)
