@@ -28,9 +28,7 @@ class Migration:
 #: Every migration, in order; a schema at version N has had 1..N applied.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "executions, tasks, steps, signals, dead letters, cache, leaders, workers; claim", ddl.V1),
-    Migration(
-        2, "claim: each candidate root's execution looked up by key; plans made per call, not cached", ddl.V2
-    ),
+    Migration(2, "claim: each candidate root's execution looked up by key; its cached plans walk indexes", ddl.V2),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
