@@ -147,7 +147,7 @@ async def latency(env: Environment, rounds: int, *, random_phase: bool = True) -
     phase = random.Random(9)
     samples = []
     for round_number in range(WARMUP_ROUNDS + rounds):
-        await calls.idle(lambda: worker.lifecycle.running_tasks)
+        await calls.idle(lambda: worker.lifecycle.running_tasks, after_empty_claim=False)
         if env.setup.polling and random_phase:
             await asyncio.sleep(phase.uniform(0, POLL_ONLY_INTERVAL))
         started = time.perf_counter()
@@ -175,7 +175,7 @@ async def sequential_workflow(env: Environment, steps: int, rounds: int) -> list
     await _run(client, sequence, 2)  # warm-up
     times = []
     for _ in range(rounds):
-        await calls.idle(lambda: worker.lifecycle.running_tasks)
+        await calls.idle(lambda: worker.lifecycle.running_tasks, after_empty_claim=False)
         started = time.perf_counter()
         await _run(client, sequence, steps)
         times.append((time.perf_counter() - started) * 1000)
@@ -200,7 +200,7 @@ async def fan_out_workflow(env: Environment, children: int, rounds: int, full_ch
     await _run(client, fan_out, 5)  # warm-up
     times = []
     for _ in range(rounds):
-        await calls.idle(lambda: worker.lifecycle.running_tasks)
+        await calls.idle(lambda: worker.lifecycle.running_tasks, after_empty_claim=False)
         started = time.perf_counter()
         total = await _run(client, fan_out, children)
         times.append(time.perf_counter() - started)
