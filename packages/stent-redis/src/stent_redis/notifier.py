@@ -122,10 +122,13 @@ class RedisNotifier:
         # One publishing connection per notifier: concurrent batches queue here instead of opening more.
         async with self._publish_lock:
             try:
-                async with publisher.pipeline(transaction=False) as pipe:
-                    for payload in payloads:
-                        pipe.publish(self.channel, payload)
-                    await pipe.execute()
+                if len(payloads) == 1:  # the usual case: a pipeline's bookkeeping costs more than the command
+                    await publisher.publish(self.channel, payloads[0])
+                else:
+                    async with publisher.pipeline(transaction=False) as pipe:
+                        for payload in payloads:
+                            pipe.publish(self.channel, payload)
+                        await pipe.execute()
             except Exception as exc:
                 self._publish_paused_until = self._clock.monotonic() + self._publish_backoff.next_delay()
                 self._outage.lost("publishing", exc)
