@@ -19,6 +19,8 @@ from typing import Any, NamedTuple, Optional
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stent.errors import ConfigurationError, RemoteError, SerializationError
 from stent.serialization import (
@@ -33,6 +35,7 @@ from stent.serialization import (
     encode_exception,
     encode_value,
 )
+from stent.serialization.json_encode import encode_tree
 
 # -- types used by the tests (module level, so their class paths import) --------------------------------------
 
@@ -874,3 +877,23 @@ def test_malformed_error_record_becomes_remote_error_with_its_type_name(record: 
     result = decode_exception(json.dumps(record), _json())
     assert isinstance(result, RemoteError)
     assert result.type_name == _display_name(record["module"], record["qualname"])
+
+
+_plain_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text())
+_plain_parts = st.one_of(
+    _plain_scalars, st.lists(_plain_scalars, max_size=4), st.dictionaries(st.text(), _plain_scalars, max_size=4)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.dictionaries(st.text(), _plain_parts, max_size=4),
+        st.lists(_plain_parts, max_size=4),
+    )
+)
+def test_plain_values_take_the_short_path_to_the_same_text(value: object) -> None:
+    """A payload of plain scalars (the usual call) is written exactly as the full tagged encoding writes it."""
+    full = json.dumps(encode_tree(value), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    assert JsonSerializer().dumps(value) == full
+    assert JsonSerializer().loads(full) == value

@@ -6,6 +6,7 @@ gave, to the microsecond.  Tags are ``text[]`` (empty when untagged).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -141,19 +142,24 @@ def _array_literal(values: Sequence[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
+_TASK_VALUES = operator.attrgetter(*TASK_COLUMNS)
+_TAGS = TASK_COLUMNS.index("tags")
+_ENUMS = (TASK_COLUMNS.index("kind"), TASK_COLUMNS.index("state"))
+_TIMES = tuple(i for i, c in enumerate(TASK_COLUMNS) if COLUMN_TYPES.get(c) == "timestamptz")
+
+
 def task_arrays(tasks: Sequence[TaskRecord]) -> list[list[Any]]:
-    """The parameters of :data:`TASK_INSERT_MANY` for ``tasks``."""
-    columns: list[list[Any]] = [[] for _ in TASK_COLUMNS]
-    for task in tasks:
-        for index, column in enumerate(TASK_COLUMNS):
-            value = getattr(task, column)
-            if column == "tags":
-                value = _array_literal(value)
-            elif column in ("kind", "state"):
-                value = value.value
-            elif isinstance(value, datetime):
-                check_time(value)
-            columns[index].append(value)
+    """The parameters of :data:`TASK_INSERT_MANY` for ``tasks``: one list per column (built column-wise, as a
+    batch dispatch of thousands spends its time here)."""
+    if not tasks:
+        return [[] for _ in TASK_COLUMNS]
+    columns = [list(column) for column in zip(*map(_TASK_VALUES, tasks), strict=True)]
+    columns[_TAGS] = [_array_literal(tags) for tags in columns[_TAGS]]
+    for index in _ENUMS:
+        columns[index] = [member.value for member in columns[index]]
+    for index in _TIMES:
+        for moment in columns[index]:
+            check_time(moment)
     return columns
 
 

@@ -56,6 +56,8 @@ class JsonSerializer:
 
     def dumps(self, value: Any) -> str:
         """Return ``value`` as JSON text; raise :class:`UnencodableValueError` naming what cannot be stored."""
+        if _plain(value):  # already JSON as it is (a call with str/int/bool/None arguments, say): no tree to build
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
         try:
             tree = encode_tree(value)
         except RecursionError:
@@ -84,3 +86,34 @@ class JsonSerializer:
     def restore(self, value: Any, type_hint: Any) -> Any:
         """Return a loaded ``value`` converted to ``type_hint``; values already of the right type pass through."""
         return restore(self.converter, value, type_hint)
+
+
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a dict (or list) holding only scalars JSON stores as they are, one level down at most:
+    what the tagged encoding would leave unchanged.  Exact types only (an IntEnum or a str subclass is tagged)."""
+    if type(value) is dict:
+        if TAG in value or any(type(k) is not str for k in value):
+            return False
+        parts: Any = value.values()
+    elif type(value) is list:
+        parts = value
+    else:
+        return False
+    for part in parts:
+        kind = type(part)
+        if kind in _PLAIN_SCALARS:
+            continue
+        if kind is list:
+            items: Any = part
+        elif kind is dict:
+            if TAG in part or any(type(k) is not str for k in part):
+                return False
+            items = part.values()
+        else:
+            return False
+        if any(type(item) not in _PLAIN_SCALARS for item in items):
+            return False
+    return True
