@@ -21,8 +21,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "nats"))
-from nats_support import closed_port
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from local_servers import closed_port
 
 
 def postgres_binaries() -> Path:

@@ -30,7 +30,7 @@ from stent import Stent
 
 TESTS = Path(__file__).parents[1]
 sys.path.insert(0, str(TESTS / "e2e"))
-sys.path.insert(0, str(TESTS / "nats"))
+sys.path.insert(0, str(TESTS))
 from fault_support import (
     MARGIN,
     Fleet,
@@ -43,7 +43,8 @@ from fault_support import (
     send_approvals,
     wait_all,
 )
-from nats_support import closed_port, private_server, require_binary
+
+from local_servers import closed_port, private_server, require_binary
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from nats_support import LogWatch, closed_port
 
+from local_servers import LogWatch, closed_port
 from stent import Stent
 from stent.ports import Notifier
 from stent.testing.conformance.notifier import NotifierFactory, TcpProxy

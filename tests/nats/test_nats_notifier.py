@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats_support import LogWatch, closed_port, silent_server
 
+from local_servers import LogWatch, closed_port, silent_server
 from stent import Stent, StorageUnavailable, durable
 from stent.clocks import SystemClock
 from stent.memory import MemoryStorage

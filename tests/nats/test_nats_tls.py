@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
-from nats_support import Certificates, closed_port, make_certificates, private_server, require_binary
 
+from local_servers import Certificates, closed_port, make_certificates, private_server, require_binary
 from stent import Stent, StorageUnavailable
 from stent.ports import Notifier
 from stent.testing.conformance.notifier import Inbox, NotifierConformance, NotifierFactory, TcpProxy, marker

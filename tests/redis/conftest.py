@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis_support import LogWatch, closed_port, connections_of
+from redis_support import connections_of
 
+from local_servers import LogWatch, closed_port
 from stent import Stent
 from stent.ports import Notifier
 from stent.testing.conformance.notifier import NotifierFactory

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis_support import LogWatch, closed_port, connections_of, silent_server
+from redis_support import connections_of
 
+from local_servers import LogWatch, closed_port, silent_server
 from stent import Stent, StorageUnavailable, durable
 from stent.clocks import SystemClock
 from stent.memory import MemoryStorage

@@ -8,15 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 from redis.asyncio import Redis
-from redis_support import (
-    Certificates,
-    closed_port,
-    connections_of,
-    make_certificates,
-    private_server,
-    require_binary,
-)
+from redis_support import connections_of
 
+from local_servers import Certificates, closed_port, make_certificates, private_server, require_binary
 from stent import Stent, StorageUnavailable
 from stent.ports import Notifier
 from stent.testing.conformance.notifier import Inbox, NotifierConformance, NotifierFactory, marker

@@ -8,6 +8,7 @@ caller's clock; storage never reads the wall clock.
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -216,6 +217,20 @@ class ExecutionRecord:
     custom_state: str = "{}"
 
 
+def execution_record_for(new: NewExecution, now: datetime) -> ExecutionRecord:
+    """The record storage creates for a new execution (pending, its root task not yet claimed)."""
+    return ExecutionRecord(
+        execution_id=new.execution_id,
+        root_task_id=new.root.task_id,
+        function=new.root.function,
+        queue=new.root.queue,
+        state=ExecutionState.PENDING,
+        created_at=now,
+        updated_at=now,
+        deadline=new.deadline,
+    )
+
+
 @attrs.frozen
 class ClaimRequest:
     """Which tasks a worker may take.
@@ -257,6 +272,17 @@ class ContextUpdate:
 
     def __bool__(self) -> bool:
         return bool(self.increments or self.state)
+
+    def applied_to(self, counters: str, custom_state: str) -> tuple[str, str]:
+        """An execution's stored counters and custom state (JSON text) after this update, as every storage
+        writes them."""
+        totals = json.loads(counters)
+        for name, amount in self.increments:
+            totals[name] = totals.get(name, 0) + amount
+        state = json.loads(custom_state)
+        for name, value in self.state:
+            state[name] = value  # serialized text, opaque to storage
+        return json.dumps(totals, separators=(",", ":")), json.dumps(state, separators=(",", ":"))
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ from datetime import datetime
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
 from stent.errors import LeaseLost, StorageUnavailable, TaskNotFound
-from stent.model import Completion, ExecutionRecord, ExecutionState, NewExecution, TaskRecord
+from stent.model import Completion, ExecutionRecord, NewExecution, TaskRecord, execution_record_for
 from stent.ports import Notification
 from stent_postgres.base import FINISH_EXECUTION_CTE, LEASED, WAKE_PARENT_CTE
 from stent_postgres.finishing import FinishingMixin
@@ -132,16 +132,7 @@ class BatchMixin(FinishingMixin):
             check_time(new.deadline)
             root = task_from_new(new.root, new.execution_id, now)
             fresh[new.execution_id] = (
-                ExecutionRecord(
-                    execution_id=new.execution_id,
-                    root_task_id=root.task_id,
-                    function=root.function,
-                    queue=root.queue,
-                    state=ExecutionState.PENDING,
-                    created_at=now,
-                    updated_at=now,
-                    deadline=new.deadline,
-                ),
+                execution_record_for(new, now),
                 root,
             )
         executions = [e for e, _ in fresh.values()]

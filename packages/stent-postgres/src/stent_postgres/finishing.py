@@ -8,7 +8,6 @@ parent that is suspending itself at the same moment is woken after its suspensio
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -103,17 +102,6 @@ _LOCK_EXECUTION_OF = (
 )
 
 
-def _apply(counters_text: str, state_text: str, update: ContextUpdate) -> tuple[str, str]:
-    """The counters and custom state after ``update``, written as the reference storage writes them."""
-    counters = json.loads(counters_text)
-    for name, amount in update.increments:
-        counters[name] = counters.get(name, 0) + amount
-    state = json.loads(state_text)
-    for name, value in update.state:
-        state[name] = value  # serialized text, opaque to storage
-    return json.dumps(counters, separators=(",", ":")), json.dumps(state, separators=(",", ":"))
-
-
 class FinishingMixin(StorageBase):
     async def _finish_task(
         self, conn: asyncpg.Connection, sql: str, fence: Fence, now: datetime, *args: object
@@ -143,7 +131,7 @@ class FinishingMixin(StorageBase):
         row = await conn.fetchrow(self._sql(_LOCK_EXECUTION_OF), fence.task_id)
         task = await self._finish_task(conn, _COMPLETE, fence, now, result)
         assert row is not None  # the task exists, so its execution does
-        counters, custom_state = _apply(row["counters"], row["custom_state"], update)
+        counters, custom_state = update.applied_to(row["counters"], row["custom_state"])
         await conn.execute(
             self._sql(
                 "UPDATE {s}.executions SET counters = $2, custom_state = $3, updated_at = $4 WHERE execution_id = $1"

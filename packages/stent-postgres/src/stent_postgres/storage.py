@@ -28,6 +28,7 @@ from stent.model import (
     TaskKind,
     TaskRecord,
     TaskState,
+    execution_record_for,
 )
 from stent.ports import Notification
 from stent_postgres import schema
@@ -142,16 +143,7 @@ class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin
     async def create_execution(self, new: NewExecution, now: datetime) -> tuple[ExecutionRecord, bool]:
         root = task_from_new(new.root, new.execution_id, now)
         check_time(new.deadline)
-        execution = ExecutionRecord(
-            execution_id=new.execution_id,
-            root_task_id=root.task_id,
-            function=root.function,
-            queue=root.queue,
-            state=ExecutionState.PENDING,
-            created_at=now,
-            updated_at=now,
-            deadline=new.deadline,
-        )
+        execution = execution_record_for(new, now)
 
         async def create(conn: asyncpg.Connection) -> tuple[ExecutionRecord, bool]:
             created = await conn.fetchrow(

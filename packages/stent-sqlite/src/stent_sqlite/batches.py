@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from stent.errors import LeaseLost, TaskNotFound
-from stent.model import Completion, ExecutionRecord, ExecutionState, NewExecution, TaskRecord
+from stent.model import Completion, ExecutionRecord, NewExecution, TaskRecord, execution_record_for
 from stent_sqlite.rows import (
     EXECUTION_INSERT,
     EXECUTION_SELECT,
@@ -92,16 +92,7 @@ def create_many(
         if new.execution_id in stored or new.execution_id in made:
             continue
         root = task_from_new(new.root, new.execution_id, now)
-        made[new.execution_id] = ExecutionRecord(
-            execution_id=new.execution_id,
-            root_task_id=root.task_id,
-            function=root.function,
-            queue=root.queue,
-            state=ExecutionState.PENDING,
-            created_at=now,
-            updated_at=now,
-            deadline=new.deadline,
-        )
+        made[new.execution_id] = execution_record_for(new, now)
         roots.append(root)
     if made:
         conn.executemany(EXECUTION_INSERT, [execution_params(e) for e in made.values()])

@@ -11,7 +11,6 @@ The task lifecycle lives here; signals, cancellation, dead letters and housekeep
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from stent.model import (
     TaskKind,
     TaskRecord,
     TaskState,
+    execution_record_for,
 )
 from stent_sqlite import batches, claim, queues, schema
 from stent_sqlite.database import Database, check_busy_timeout, parse_url
@@ -121,16 +121,7 @@ class SQLiteStorage(SQLiteOperations):
 
     async def create_execution(self, new: NewExecution, now: datetime) -> tuple[ExecutionRecord, bool]:
         root = task_from_new(new.root, new.execution_id, now)
-        execution = ExecutionRecord(
-            execution_id=new.execution_id,
-            root_task_id=root.task_id,
-            function=root.function,
-            queue=root.queue,
-            state=ExecutionState.PENDING,
-            created_at=now,
-            updated_at=now,
-            deadline=new.deadline,
-        )
+        execution = execution_record_for(new, now)
 
         def create(conn: sqlite3.Connection) -> tuple[ExecutionRecord, bool]:
             cursor = conn.execute(EXECUTION_INSERT, execution_params(execution))
@@ -314,20 +305,10 @@ class SQLiteStorage(SQLiteOperations):
     ) -> None:
         """Add to the execution's counters and set its custom state; read and written in this transaction."""
         execution = cast(ExecutionRecord, fetch_execution(conn, execution_id))
-        counters = json.loads(execution.counters)
-        for name, amount in update.increments:
-            counters[name] = counters.get(name, 0) + amount
-        state = json.loads(execution.custom_state)
-        for name, value in update.state:
-            state[name] = value  # serialized text, opaque to storage
+        counters, custom_state = update.applied_to(execution.counters, execution.custom_state)
         conn.execute(
             "UPDATE stent_executions SET counters = ?, custom_state = ?, updated_at = ? WHERE execution_id = ?",
-            (
-                json.dumps(counters, separators=(",", ":")),
-                json.dumps(state, separators=(",", ":")),
-                to_us(now),
-                execution_id,
-            ),
+            (counters, custom_state, to_us(now), execution_id),
         )
 
     async def fail_task(self, fence: Fence, failure: TaskFailure, now: datetime) -> TaskRecord:

@@ -10,7 +10,6 @@ The task lifecycle lives here; signals, cancellation, dead letters and housekeep
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
@@ -38,6 +37,7 @@ from stent.model import (
     TaskKind,
     TaskRecord,
     TaskState,
+    execution_record_for,
     task_record_for,
 )
 
@@ -69,17 +69,9 @@ class MemoryStorage(MemoryOperations, MemoryState):
         if not update:
             return
         execution = self._executions[execution_id]
-        counters = json.loads(execution.counters)
-        for name, amount in update.increments:
-            counters[name] = counters.get(name, 0) + amount
-        state = json.loads(execution.custom_state)
-        for name, value in update.state:
-            state[name] = value  # serialized text, opaque to storage
+        counters, custom_state = update.applied_to(execution.counters, execution.custom_state)
         self._executions[execution_id] = attrs.evolve(
-            execution,
-            counters=json.dumps(counters, separators=(",", ":")),
-            custom_state=json.dumps(state, separators=(",", ":")),
-            updated_at=now,
+            execution, counters=counters, custom_state=custom_state, updated_at=now
         )
 
     # -- creating work ---------------------------------------------------------------------------------------
@@ -97,16 +89,7 @@ class MemoryStorage(MemoryOperations, MemoryState):
         if existing is not None:
             return existing, False
         root = task_record_for(new.root, new.execution_id, now)
-        execution = ExecutionRecord(
-            execution_id=new.execution_id,
-            root_task_id=root.task_id,
-            function=root.function,
-            queue=root.queue,
-            state=ExecutionState.PENDING,
-            created_at=now,
-            updated_at=now,
-            deadline=new.deadline,
-        )
+        execution = execution_record_for(new, now)
         self._executions[new.execution_id] = execution
         self._insert(root)
         return execution, True

@@ -1,4 +1,5 @@
-"""Helpers for the NATS notifier tests (imported by name, as pytest puts this folder on sys.path)."""
+"""Local servers for the notifier and fault tests: refused and silent ports, private server processes, TLS
+certificates, and a log watcher (imported by name: tests/ is on sys.path through its conftest.py)."""
 
 from __future__ import annotations
 
