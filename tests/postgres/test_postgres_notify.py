@@ -99,6 +99,51 @@ async def test_steps_announce_their_queues_and_finishing_wakes_a_suspended_paren
     await expect(heard, finished(child.task_id, child.execution_id), work("top"))
 
 
+async def test_a_batch_of_completions_announces_what_each_would(notifying: PostgresStorage, heard: Inbox) -> None:
+    """complete_tasks (one statement) announces each task finished, the queue of a suspended parent it woke, and
+    the queue of a limited function whose slot it freed; a completion whose fence failed announces nothing."""
+    clock = FakeClock()
+    from stent.model import Completion, Fence
+
+    await notifying.create_execution(new_execution("bparent", queue="btop"), clock.now())
+    (parent,) = await notifying.claim_tasks(request("w", ["bparent"]), clock.now())
+    (child,) = await notifying.get_or_create_steps(
+        parent.fence, [(StepKey(parent.task_id, 1, 0), new_task("bchild", queue="bq"))], clock.now()
+    )
+    await notifying.suspend_task(parent.fence, waiting_on=[child.task_id], wake_at=None, now=clock.now())
+    await notifying.create_execution(new_execution("blim", queue="blq", max_concurrent=1), clock.now())
+    root = await notifying.create_execution(new_execution("broot", queue="brq"), clock.now())
+    stale = await notifying.create_execution(new_execution("bstale", queue="bsq"), clock.now())
+    claimed = await notifying.claim_tasks(request("w", ["bchild", "blim", "broot", "bstale"]), clock.now())
+    by_function = {task.function: task for task in claimed}
+    start = len(heard.notes)
+    outcomes = await notifying.complete_tasks(
+        [
+            Completion(by_function["bchild"].fence, "1"),
+            Completion(by_function["blim"].fence, "2"),
+            Completion(by_function["broot"].fence, "3"),
+            Completion(Fence(by_function["bstale"].task_id, by_function["bstale"].fence.token + 100), "4"),
+        ],
+        clock.now(),
+    )
+    assert [type(o).__name__ for o in outcomes] == ["TaskRecord", "TaskRecord", "TaskRecord", "LeaseLost"]
+    limited = by_function["blim"]
+    await heard.until(
+        lambda notes: {
+            finished(child.task_id, child.execution_id),
+            finished(limited.task_id, limited.execution_id),
+            finished(root[0].root_task_id, root[0].execution_id),
+            work("btop"),
+            work("blq"),
+        }
+        <= set(notes[start:]),
+        TIMEOUT,
+        "the batch's announcements",
+    )
+    await mark(notifying, heard, clock)
+    assert finished(by_function["bstale"].task_id, stale[0].execution_id) not in kinds_after(heard, start)
+
+
 async def test_a_child_of_a_waiting_parent_announces_only_itself(notifying: PostgresStorage, heard: Inbox) -> None:
     clock = FakeClock()
     await notifying.create_execution(new_execution("parent", queue="top2"), clock.now())

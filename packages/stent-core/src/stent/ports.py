@@ -138,9 +138,11 @@ class Storage(Protocol):
     async def complete_tasks(
         self, completions: Sequence[Completion], now: datetime
     ) -> list[TaskRecord | LeaseLost | TaskNotFound]:
-        """:meth:`complete_task` for each of ``completions``, committed together (a group commit).
+        """:meth:`complete_task` for each of ``completions``, committed together where the storage can (a group
+        commit).
 
-        Each is fenced on its own: one whose fence does not hold changes nothing and gets, in its place in the
+        Each is fenced and atomic on its own (when the call raises, some may have landed, as after a lost
+        acknowledgement of complete_task): one whose fence does not hold changes nothing and gets, in its place in the
         returned list, the :class:`~stent.errors.LeaseLost` or :class:`~stent.errors.TaskNotFound` that
         :meth:`complete_task` would have raised, while the others land.  Results are in the order given.
         """

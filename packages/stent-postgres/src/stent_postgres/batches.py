@@ -1,10 +1,11 @@
-"""Batch operations: many executions created, or many tasks completed, in one transaction and a few statements.
+"""Batch operations: many executions created, or many tasks completed, in a few statements.
 
 A worker that finishes fifty tasks in one turn of its event loop commits them together (a group commit): one
-statement completes every task whose fence holds, wakes their parents and finishes the executions of the roots
-among them.  A task that is the parent of another in the same batch is left to a statement of its own after it
-(one statement must not update a row twice), as are completions carrying a context update; a completion whose
-fence does not hold is reported in its place and changes nothing.  Task rows are locked in task id order.
+statement, committed on its own, completes every task whose fence holds, wakes their parents, finishes the
+executions of the roots among them and sends the notifications.  A task that is the parent of another in the same
+batch is left to a transaction after it (one statement must not update a row twice), as are completions carrying
+a context update; a completion whose fence does not hold is reported in its place and changes nothing.  Each
+completion is atomic, as complete_task's is.  Task rows are locked in task id order.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from stent_postgres.rows import (
 
 Outcome = TaskRecord | LeaseLost | TaskNotFound
 
-# $1 task ids (sorted), $2 their tokens, $3 results, $4 now.  Returns the completed tasks, each with the queues of
-# the parents it made claimable (the same list on every row).
+# $1 task ids (sorted), $2 their tokens, $3 results, $4 now, $5 whether to NOTIFY, $6 the channel.  One statement
+# that commits on its own: it completes the tasks, wakes their parents, finishes the roots' executions and sends
+# the notifications (delivered at its commit).  Returns the completed tasks.
 _COMPLETE_MANY = (
     "WITH c AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[]) AS c(c_id, c_token, c_result)),"
     " t AS (UPDATE {s}.tasks AS x SET state = 'completed', result = c.c_result, error = NULL,"
@@ -44,9 +46,15 @@ _COMPLETE_MANY = (
     + WAKE_PARENT_CTE.replace("$NOW", "$4")
     + ", "
     + FINISH_EXECUTION_CTE.replace("$STATE", "'completed'").replace("$NOW", "$4")
-    + f" SELECT {', '.join('t.' + c for c in TASK_COLUMNS)},"
-    " (SELECT array_agg(DISTINCT p.queue) FROM p WHERE p.state = 'pending') AS woken,"
-    " (SELECT count(*) FROM e) AS finished_executions FROM t"
+    + ", n AS (SELECT pg_notify($6::text, x.payload) FROM ("
+    # The payloads of stent_postgres.channel.encode: each task finished, a limited function's slot freed, and
+    # the queue of each parent made claimable.
+    " SELECT json_build_object('kind', 'finished', 'task_id', t.task_id, 'execution_id', t.execution_id)::text"
+    " AS payload FROM t"
+    " UNION SELECT json_build_object('kind', 'work', 'queue', t.queue)::text FROM t WHERE t.max_concurrent IS NOT NULL"
+    " UNION SELECT json_build_object('kind', 'work', 'queue', p.queue)::text FROM p WHERE p.state = 'pending'"
+    ") AS x WHERE $5::boolean)" + f" SELECT {', '.join('t.' + c for c in TASK_COLUMNS)},"
+    " (SELECT count(*) FROM e) AS finished_executions, (SELECT count(*) FROM n) AS notified FROM t"
 )
 
 # $1..$4 and $6: one array per column of the executions to create; $5 now.
@@ -78,46 +86,40 @@ class BatchMixin(FinishingMixin):
         first = {task_id: index for task_id, index in first.items() if not completions[index].update}
         ids = sorted(first)
         batched = {task_id: completions[index] for task_id, index in first.items()}
+        done: dict[str, TaskRecord] = {}
+        if ids:
+            # The usual batch is this one statement and its commit: one round trip.
+            rows = await self._db.fetch(
+                self._sql(_COMPLETE_MANY),
+                ids,
+                [batched[i].fence.token for i in ids],
+                [batched[i].result for i in ids],
+                now,
+                self.settings.notify,
+                self._channel,
+            )
+            done = {task.task_id: task for task in map(task_from_row, rows)}
+        rest = [
+            (index, completion)
+            for index, completion in enumerate(completions)
+            if not (first.get(completion.fence.task_id) == index and completion.fence.task_id in done)
+        ]
 
-        async def complete(conn: asyncpg.Connection) -> list[Outcome]:
-            done: dict[str, TaskRecord] = {}
-            notes: list[Notification] = []
-            if ids:
-                rows = await conn.fetch(
-                    self._sql(_COMPLETE_MANY),
-                    ids,
-                    [batched[i].fence.token for i in ids],
-                    [batched[i].result for i in ids],
-                    now,
-                )
-                for row in rows:
-                    task = task_from_row(row)
-                    done[task.task_id] = task
-                    notes.append(
-                        Notification(kind="finished", task_id=task.task_id, execution_id=task.execution_id)
-                    )
-                    if task.max_concurrent is not None:  # its slot is free again
-                        notes.append(Notification(kind="work", queue=task.queue))
-                if rows:
-                    notes.extend(Notification(kind="work", queue=q) for q in rows[0]["woken"] or ())
-                await self._notify(conn, notes)
-            out: list[Outcome] = []
-            for index, completion in enumerate(completions):
-                task_id = completion.fence.task_id
-                if first.get(task_id) == index and task_id in done:
-                    out.append(done[task_id])
-                    continue
-                # A context update, a parent of another task of the batch, a repeat, or a fence that did not
-                # hold (the single statement says which): one at a time, in this transaction.
+        async def complete_rest(conn: asyncpg.Connection) -> dict[int, Outcome]:
+            # A context update, a parent of another task of the batch, a repeat, or a fence that did not hold
+            # (the statement for one says which): one at a time, after the batch, as complete_task would.
+            out: dict[int, Outcome] = {}
+            for index, completion in rest:
                 try:
-                    out.append(
-                        await self._complete_one(conn, completion.fence, completion.result, completion.update, now)
+                    out[index] = await self._complete_one(
+                        conn, completion.fence, completion.result, completion.update, now
                     )
                 except (LeaseLost, TaskNotFound) as exc:
-                    out.append(exc)
+                    out[index] = exc
             return out
 
-        return await self._db.run(complete)
+        others = await self._db.run(complete_rest) if rest else {}
+        return [others[index] if index in others else done[c.fence.task_id] for index, c in enumerate(completions)]
 
     async def create_executions(
         self, news: Sequence[NewExecution], now: datetime

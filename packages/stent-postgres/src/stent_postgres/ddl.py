@@ -157,7 +157,7 @@ DECLARE
     v_seen integer;
     v_need integer;
     v_chunk integer;
-    v_function text;
+    v_function text;@DECLARE@
 BEGIN
     -- Transaction-scoped advisory locks (held in memory, unlike row locks, which write the row), one per
     -- limited function, keyed by schema and name and taken in name order, so two claimers never wait for
@@ -204,17 +204,7 @@ BEGIN
                (SELECT array_agg(task_id ORDER BY priority DESC, ready, created_at, task_id) FROM chosen)
         INTO v_seen, v_ids;
         EXIT WHEN v_ids IS NULL;
-        -- Tokens are drawn in claim order (unnest yields the ids in order), as the reference storage does.
-        UPDATE {s}.tasks AS t SET state = 'running', lease_owner = p_worker, lease_expires_at = p_lease_until,
-            fencing_token = o.token, started_at = coalesce(t.started_at, p_now), wake_at = NULL,
-            updated_at = p_now
-        FROM (SELECT u.task_id, nextval('{s}.fencing_tokens') AS token
-              FROM unnest(v_ids) WITH ORDINALITY AS u(task_id, ord)) AS o
-        WHERE t.task_id = o.task_id;
-        UPDATE {s}.executions SET state = 'running', updated_at = p_now
-        WHERE state = 'pending' AND execution_id IN (
-            SELECT execution_id FROM {s}.tasks WHERE task_id = ANY(v_ids) AND parent_task_id IS NULL);
-        v_taken := v_taken || v_ids;
+@UPDATE@        v_taken := v_taken || v_ids;
         EXIT WHEN v_seen < v_chunk;  -- every kind was seen to its end
     END LOOP;
     RETURN QUERY SELECT t.* FROM {s}.tasks AS t
@@ -268,7 +258,43 @@ _STARTED_V2 = """                   OR (SELECT e.state FROM {s}.executions AS e
                               WHERE e.execution_id = t.execution_id) <> 'pending'"""
 
 
-def _claim_function(started: str) -> str:
+# Starting the claimed tasks.  Version 1 and 2 found the executions to start with a semi-join that PostgreSQL,
+# with statistics of a smaller table (right after a burst of dispatches), ran as a loop over every pending
+# execution: 20 ms a claim with 400 executions pending.  Version 3 takes the started roots' execution ids from
+# the tasks' own UPDATE and updates those executions by key.
+_DECLARE_V1 = ""
+_UPDATE_V1 = """        -- Tokens are drawn in claim order (unnest yields the ids in order), as the reference storage does.
+        UPDATE {s}.tasks AS t SET state = 'running', lease_owner = p_worker, lease_expires_at = p_lease_until,
+            fencing_token = o.token, started_at = coalesce(t.started_at, p_now), wake_at = NULL,
+            updated_at = p_now
+        FROM (SELECT u.task_id, nextval('{s}.fencing_tokens') AS token
+              FROM unnest(v_ids) WITH ORDINALITY AS u(task_id, ord)) AS o
+        WHERE t.task_id = o.task_id;
+        UPDATE {s}.executions SET state = 'running', updated_at = p_now
+        WHERE state = 'pending' AND execution_id IN (
+            SELECT execution_id FROM {s}.tasks WHERE task_id = ANY(v_ids) AND parent_task_id IS NULL);
+"""
+_DECLARE_V3 = """
+    v_roots text[];"""
+_UPDATE_V3 = """        -- Tokens are drawn in claim order (unnest yields the ids in order), as the reference storage does.
+        WITH started AS (
+            UPDATE {s}.tasks AS t SET state = 'running', lease_owner = p_worker, lease_expires_at = p_lease_until,
+                fencing_token = o.token, started_at = coalesce(t.started_at, p_now), wake_at = NULL,
+                updated_at = p_now
+            FROM (SELECT u.task_id, nextval('{s}.fencing_tokens') AS token
+                  FROM unnest(v_ids) WITH ORDINALITY AS u(task_id, ord)) AS o
+            WHERE t.task_id = o.task_id
+            RETURNING t.execution_id, t.parent_task_id
+        )
+        SELECT array_agg(execution_id) FILTER (WHERE parent_task_id IS NULL) INTO v_roots FROM started;
+        IF v_roots IS NOT NULL THEN
+            UPDATE {s}.executions SET state = 'running', updated_at = p_now
+            WHERE execution_id = ANY(v_roots) AND state = 'pending';
+        END IF;
+"""
+
+
+def _claim_function(started: str, declare: str = _DECLARE_V1, update: str = _UPDATE_V1) -> str:
     arms = "\n        ), ".join(
         (
             _arm("pending", "t.state = 'pending' AND t.scheduled_for <= p_now", "t.scheduled_for", started),
@@ -281,7 +307,7 @@ def _claim_function(started: str) -> str:
             ),
         )
     )
-    return _CLAIM.replace("@ARMS@", arms)
+    return _CLAIM.replace("@ARMS@", arms).replace("@DECLARE@", declare).replace("@UPDATE@", update)
 
 
 #: Statements of each schema version, in order.
@@ -303,3 +329,15 @@ V2 = (
     .replace(_GENERIC_PLANS, _INDEXED_PLANS, 1),
 )
 assert "enable_seqscan" in V2[0]
+# Version 3 also always uses the generic plans: left to choose, PostgreSQL kept planning some statements at
+# every call (0.35 ms of a 1 ms claim).
+_ALWAYS_GENERIC_PLANS = """    LANGUAGE plpgsql VOLATILE
+    SET enable_seqscan = off
+    SET plan_cache_mode = force_generic_plan
+"""
+V3 = (
+    _claim_function(_STARTED_V2, _DECLARE_V3, _UPDATE_V3)
+    .replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+    .replace(_GENERIC_PLANS, _ALWAYS_GENERIC_PLANS, 1),
+)
+assert "v_roots" in V3[0] and "enable_seqscan" in V3[0]

@@ -29,6 +29,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "executions, tasks, steps, signals, dead letters, cache, leaders, workers; claim", ddl.V1),
     Migration(2, "claim: each candidate root's execution looked up by key; its cached plans walk indexes", ddl.V2),
+    Migration(3, "claim: the executions it starts updated by key", ddl.V3),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
