@@ -182,9 +182,14 @@ class Runtime:
 
     def _on_notification(self, note: Notification) -> None:
         if note.kind == "finished":
-            self.waiters.hint()
+            self.waiters.hint(note.execution_id)
         elif note.kind == "work":
             self._announce_work(note.queue)
+
+    @property
+    def hears_hints(self) -> bool:
+        """Whether "finished" hints reach this process (its notifier is connected)."""
+        return self._connected
 
     def _announce_work(self, queue: str | None) -> None:
         for listener in list(self._work_listeners):

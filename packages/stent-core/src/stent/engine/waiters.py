@@ -1,9 +1,13 @@
 """One registry per process of everyone waiting for a task to finish.
 
 Waiters are woken three ways, fastest first: a task finished by a worker in this process resolves them
-directly; a "finished" notification makes the poller look at once; and a single poller, shared by every waiter
-of the process, asks storage about all awaited tasks in one call, backing off while nothing changes.  There is
-never a polling loop per waiter.
+directly; a "finished" notification makes the poller look at once (at the executions it names, when it names
+them); and a single poller, shared by every waiter of the process, asks storage about all awaited tasks in one
+call, backing off while nothing changes.  There is never a polling loop per waiter.
+
+An execution dispatched by this process is known to exist and to have been unfinished a moment ago, so
+``wait_for`` after ``dispatch`` need not read it first when notifications are heard: if it finishes before the
+waiter registers, its "finished" hint was remembered here, and registering makes the poller look at once.
 """
 
 from __future__ import annotations
@@ -47,6 +51,13 @@ class WaiterRegistry:
         # Executions waited for, and those that ended lately (with their final record when it was read here).
         self._executions: dict[str, list[asyncio.Future[ExecutionRecord | None]]] = {}
         self._recent_executions: OrderedDict[str, ExecutionRecord | None] = OrderedDict()
+        # Executions this process dispatched lately, and those a "finished" hint named lately.
+        self._dispatched: OrderedDict[str, None] = OrderedDict()
+        self._hinted: OrderedDict[str, None] = OrderedDict()
+        # What the next poll after a hint reads: the awaited executions hints named since the last poll, or every
+        # awaited one when a hint named none.
+        self._look_at: set[str] = set()
+        self._look_all = False
 
     @property
     def waiting(self) -> int:
@@ -85,6 +96,14 @@ class WaiterRegistry:
             if not future.done():
                 future.set_result(record)
 
+    def dispatched(self, execution_id: str) -> None:
+        """This process just created the execution (so it exists, unfinished)."""
+        _remember(self._dispatched, execution_id)
+
+    def dispatched_here(self, execution_id: str) -> bool:
+        """Whether this process created the execution lately."""
+        return execution_id in self._dispatched
+
     async def wait_execution(self, execution_id: str) -> ExecutionRecord | None:
         """Return once the execution has ended: its final record when this registry read it, else ``None``."""
         if execution_id in self._recent_executions:
@@ -92,6 +111,8 @@ class WaiterRegistry:
         future: asyncio.Future[ExecutionRecord | None] = asyncio.get_running_loop().create_future()
         self._executions.setdefault(execution_id, []).append(future)
         self._ensure_poller()
+        if execution_id in self._hinted:  # it finished (or moved) before this waiter came: look now
+            self.hint(execution_id)
         try:
             return await future
         finally:
@@ -106,6 +127,7 @@ class WaiterRegistry:
         self._recent_executions[execution_id] = record
         if len(self._recent_executions) > _RECENT_LIMIT:
             self._recent_executions.popitem(last=False)
+        self._dispatched.pop(execution_id, None)
         for future in self._executions.pop(execution_id, []):
             if not future.done():
                 future.set_result(record)
@@ -114,8 +136,15 @@ class WaiterRegistry:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.ensure_future(self._poll_loop())
 
-    def hint(self) -> None:
-        """Something may have finished elsewhere: poll now instead of at the next interval."""
+    def hint(self, execution_id: str | None = None) -> None:
+        """Something may have finished elsewhere (in ``execution_id``, when the hint names it): poll now instead
+        of at the next interval."""
+        if execution_id is None:
+            self._look_all = True
+        else:
+            _remember(self._hinted, execution_id)
+            if execution_id in self._executions:
+                self._look_at.add(execution_id)
         self._kick.set()
 
     async def close(self) -> None:
@@ -128,19 +157,39 @@ class WaiterRegistry:
         self._poller = None
 
     async def _poll_loop(self) -> None:
+        # Every awaited task and execution is read at backed-off intervals (a hint lost costs at most one of
+        # them); a hint in between reads the awaited tasks and the executions it named (all of them, for a hint
+        # that named none), and restarts the backoff.
         interval = self._min
+        next_full = self._clock.monotonic() + interval
         while self._futures or self._executions:
-            kicked = await wait_event_or_timeout(self._kick, self._clock, interval)
+            kicked = await wait_event_or_timeout(
+                self._kick, self._clock, max(0.0, next_full - self._clock.monotonic())
+            )
             self._kick.clear()
-            interval = self._min if kicked else min(interval * self._factor, self._max)
+            full = self._look_all or self._clock.monotonic() >= next_full
+            named, self._look_at, self._look_all = self._look_at, set(), False
+            if kicked:
+                interval = self._min
+            if full:
+                next_full = self._clock.monotonic() + interval
+                interval = min(interval * self._factor, self._max)
             try:
                 ids = list(self._futures)
                 if ids:
                     for record in await self._storage.get_tasks(ids):
                         self.resolve(record)
-                for execution_id in list(self._executions):
+                awaited = list(self._executions) if full else [e for e in named if e in self._executions]
+                for execution_id in awaited:
                     execution = await self._storage.get_execution(execution_id)
                     if execution is None or execution.state.terminal:
                         self.execution_finished(execution_id, execution)
             except StentError as exc:
                 log.warning("polling for finished work failed, will retry: %s", exc)
+
+
+def _remember(recent: OrderedDict[str, None], key: str) -> None:
+    recent[key] = None
+    recent.move_to_end(key)
+    if len(recent) > _RECENT_LIMIT:
+        recent.popitem(last=False)

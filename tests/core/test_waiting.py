@@ -1,0 +1,166 @@
+"""wait_for and the waiter registry: what storage reads a waiter costs, and that no finish is ever missed.
+
+A "worker elsewhere" is played by hand: its claim and completion go straight to the shared storage, and its
+"finished" hint goes through the shared notifier (or is lost).  The clock is fake, so a waiter that returns
+without the clock moving was woken by a hint, never by a poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from stent import ExecutionNotFound, Stent
+from stent.clocks import FakeClock
+from stent.memory import MemoryStorage
+from stent.ports import Notification
+from stent.testing.conformance._support import request
+
+SAFETY = 5.0  # seconds of real time before a test gives up on a waiter that should already be done
+
+
+@Stent.durable
+async def triple(x: int) -> int:
+    return 3 * x
+
+
+class CountingStorage:
+    """The shared storage, counting the reads this process makes."""
+
+    def __init__(self, inner: MemoryStorage) -> None:
+        self._inner = inner
+        self.reads: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if name in ("get_execution", "get_tasks"):
+
+            async def counted(*args: Any, **kwargs: Any) -> Any:
+                self.reads[name] += 1
+                return await attribute(*args, **kwargs)
+
+            return counted
+        return attribute
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def shared() -> MemoryStorage:
+    return MemoryStorage()
+
+
+@pytest.fixture
+def notifier() -> Any:
+    return Stent.notifications.MemoryBackend()
+
+
+@pytest.fixture
+async def client(shared: MemoryStorage, notifier: Any, clock: FakeClock) -> Any:
+    executor = Stent(
+        CountingStorage(shared), notification_backend=notifier, clock=clock, poll_min_interval=1, poll_max_interval=8
+    )
+    yield executor
+    await executor.close()
+
+
+async def finish_elsewhere(shared: MemoryStorage, notifier: Any, clock: FakeClock, *, hint: bool = True) -> list[str]:
+    """Run every ready triple() as another process would, announcing each end when ``hint``; their ids."""
+    tasks = await shared.claim_tasks(request("elsewhere", [triple.name], limit=100), clock.now())
+    for task in tasks:
+        await shared.complete_task(task.fence, "3", clock.now())
+    if hint:
+        await notifier.publish(
+            [Notification(kind="finished", task_id=t.task_id, execution_id=t.execution_id) for t in tasks]
+        )
+    return [t.execution_id for t in tasks]
+
+
+async def until_done(waiter: asyncio.Future[Any], clock: FakeClock, *, advance: float = 0.0) -> Any:
+    """Let the loop run (moving the fake clock by ``advance`` first) until ``waiter`` is done."""
+    if advance:
+        clock.advance(advance)
+    return await asyncio.wait_for(asyncio.shield(waiter), SAFETY)
+
+
+async def test_waiting_for_an_execution_dispatched_here_reads_it_once(
+    client: Any, shared: MemoryStorage, notifier: Any, clock: FakeClock
+) -> None:
+    execution_id = await client.dispatch(triple, 1)
+    waiter = asyncio.ensure_future(client.wait_for(execution_id))
+    await asyncio.sleep(0)
+    await finish_elsewhere(shared, notifier, clock)
+    assert await until_done(waiter, clock) == 3
+    assert client.backend.reads["get_execution"] == 1  # the read the hint asked for, none before it
+
+
+async def test_a_hint_that_arrived_before_the_waiter_is_not_missed(
+    client: Any, shared: MemoryStorage, notifier: Any, clock: FakeClock
+) -> None:
+    """The execution finished (and its hint came) between dispatch and wait_for: wait_for returns at once,
+    not at the next poll."""
+    execution_id = await client.dispatch(triple, 2)
+    await finish_elsewhere(shared, notifier, clock)
+    assert await until_done(asyncio.ensure_future(client.wait_for(execution_id)), clock) == 3
+
+
+async def test_an_execution_dispatched_elsewhere_is_read_first(
+    client: Any, shared: MemoryStorage, notifier: Any, clock: FakeClock
+) -> None:
+    """wait_for on an id this process did not dispatch reads it first: a finished one returns at once, and an
+    unknown one is an error, not a wait."""
+    other = Stent(shared, clock=clock)
+    execution_id = await other.dispatch(triple, 3)
+    await finish_elsewhere(shared, notifier, clock, hint=False)
+    assert await until_done(asyncio.ensure_future(client.wait_for(execution_id)), clock) == 3
+    with pytest.raises(ExecutionNotFound):
+        await client.wait_for("no-such-execution")
+
+
+async def test_a_hint_reads_only_the_executions_it_names(
+    client: Any, shared: MemoryStorage, notifier: Any, clock: FakeClock
+) -> None:
+    ids = [await client.dispatch(triple, i) for i in range(10)]
+    waiters = [asyncio.ensure_future(client.wait_for(e)) for e in ids]
+    await asyncio.sleep(0)
+    tasks = await shared.claim_tasks(request("elsewhere", [triple.name], limit=100), clock.now())
+    first = next(t for t in tasks if t.execution_id == ids[0])
+    await shared.complete_task(first.fence, "3", clock.now())
+    await notifier.publish([Notification(kind="finished", task_id=first.task_id, execution_id=ids[0])])
+    await until_done(waiters[0], clock)
+    assert client.backend.reads["get_execution"] == 1, "nine executions nobody named were read too"
+    assert not any(w.done() for w in waiters[1:])
+    for waiter in waiters:
+        waiter.cancel()
+
+
+async def test_a_lost_hint_costs_one_poll_even_while_other_hints_keep_coming(
+    client: Any, shared: MemoryStorage, notifier: Any, clock: FakeClock
+) -> None:
+    """Hints about other executions keep the poller busy; the execution whose hint was lost is still found at
+    the next full poll (poll_min_interval here: 1 s)."""
+    lost, busy = await client.dispatch(triple, 1), await client.dispatch(triple, 2)
+    lost_waiter = asyncio.ensure_future(client.wait_for(lost))
+    busy_waiter = asyncio.ensure_future(client.wait_for(busy))
+    await asyncio.sleep(0)
+    tasks = {t.execution_id: t for t in await shared.claim_tasks(request("e", [triple.name]), clock.now())}
+    await shared.complete_task(tasks[lost].fence, "3", clock.now())  # finished, its hint lost
+    advanced = 0.0
+    while not lost_waiter.done():  # a hint every 0.3 s, each naming only the other execution
+        assert advanced < 1.0 + 0.3, "the lost hint's execution was not found by the next full poll"
+        await notifier.publish([Notification(kind="finished", task_id="x", execution_id=busy)])
+        for _ in range(5):
+            await asyncio.sleep(0)
+        clock.advance(0.3)
+        advanced += 0.3
+        for _ in range(5):
+            await asyncio.sleep(0)
+    assert advanced >= 1.0, "found before its poll was due: the hints about the other execution read it too"
+    assert await until_done(lost_waiter, clock) == 3
+    busy_waiter.cancel()
