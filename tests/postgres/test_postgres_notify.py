@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
+import attrs
 import pytest
 from pg_observed import ObservedStorage
 
@@ -142,6 +143,33 @@ async def test_a_batch_of_completions_announces_what_each_would(notifying: Postg
     )
     await mark(notifying, heard, clock)
     assert finished(by_function["bstale"].task_id, stale[0].execution_id) not in kinds_after(heard, start)
+
+
+async def test_plain_steps_announce_their_queues_and_leave_the_parent_waiting(
+    notifying: PostgresStorage, heard: Inbox
+) -> None:
+    """Steps without signal waits or limits (written in one statement): new ready calls announce their queues
+    once each, a finished sleep step announces nothing, and the parent waits; asking again for the same steps
+    (a replay) returns the stored ones and announces nothing."""
+    clock = FakeClock()
+    await notifying.create_execution(new_execution("pparent", queue="ptop"), clock.now())
+    (parent,) = await notifying.claim_tasks(request("w", ["pparent"]), clock.now())
+    sleep = new_task("stent.sleep", kind=TaskKind.SLEEP, state=TaskState.COMPLETED, result='"x"')
+    steps = [new_task("pchild", queue="pa"), new_task("pchild", queue="pb"), new_task("pchild", queue="pa"), sleep]
+    keyed = [(StepKey(parent.task_id, 1, n), t) for n, t in enumerate(steps)]
+    start = len(heard.notes)
+    created = await notifying.get_or_create_steps(parent.fence, keyed, clock.now())
+    await expect(heard, work("pa"), work("pb"))
+    assert [t.state for t in created] == [TaskState.PENDING] * 3 + [TaskState.COMPLETED]
+    assert (await notifying.get_task(parent.task_id)).state is TaskState.WAITING
+    await mark(notifying, heard, clock)
+    assert kinds_after(heard, start) == [work("pa"), work("pb")]
+    start = len(heard.notes)
+    fresh = [(key, attrs.evolve(new, task_id=f"other-{n}")) for n, (key, new) in enumerate(keyed)]
+    again = await notifying.get_or_create_steps(parent.fence, fresh, clock.now())
+    assert [t.task_id for t in again] == [t.task_id for t in created]
+    await mark(notifying, heard, clock)
+    assert kinds_after(heard, start) == []
 
 
 async def test_a_child_of_a_waiting_parent_announces_only_itself(notifying: PostgresStorage, heard: Inbox) -> None:

@@ -32,7 +32,7 @@ from stent.model import (
 )
 from stent.ports import Notification
 from stent_postgres import schema
-from stent_postgres.base import STOPPING_EXECUTION, StorageBase, check_fence
+from stent_postgres.base import STOPPING_EXECUTION, TERMINAL_TASK, StorageBase, check_fence
 from stent_postgres.batches import BatchMixin
 from stent_postgres.config import parse_settings
 from stent_postgres.housekeeping import HousekeepingMixin
@@ -81,6 +81,29 @@ _LOCK_EXECUTION_OF = (
     " WHERE e.execution_id = (SELECT execution_id FROM {s}.tasks WHERE task_id = $1) FOR {mode}"
 )
 _LOCK_PARENT = f"SELECT {TASK_SELECT} FROM {{s}}.tasks WHERE task_id = $1 FOR UPDATE"
+# New steps of a parent whose rows are locked (the usual get_or_create_steps: no signal waits, no limited
+# functions), in one statement: insert those not stored yet, mark the parent waiting when a step it reached is
+# unfinished (stored before or inserted now), and announce the queues of new ready calls and, when a waiting
+# task of a limited function gives its slot back, its own.  $1..$n the task columns, then now, the parent's id
+# and attempt, the step numbers, whether to NOTIFY and the channel.  One row per inserted step (its id), or a
+# single row of NULL when none was.
+_CREATE_STEPS = (
+    "WITH ins AS ("
+    + TASK_INSERT_MANY
+    + " ON CONFLICT (parent_task_id, parent_attempt, step) DO NOTHING RETURNING task_id, state, kind, queue),"
+    f" w AS (UPDATE {{s}}.tasks AS o SET state = 'waiting', updated_at = ${_N + 1}"
+    f" WHERE o.task_id = ${_N + 2} AND o.state = 'running'"
+    f" AND (EXISTS (SELECT 1 FROM ins WHERE ins.state NOT IN {TERMINAL_TASK})"
+    f" OR EXISTS (SELECT 1 FROM {{s}}.tasks AS k WHERE k.parent_task_id = ${_N + 2}"
+    f" AND k.parent_attempt = ${_N + 3} AND k.step = ANY(${_N + 4}::integer[])"
+    f" AND k.state NOT IN {TERMINAL_TASK}))"
+    " RETURNING o.queue, o.max_concurrent),"
+    f" n AS (SELECT pg_notify(${_N + 6}::text, json_build_object('kind', 'work', 'queue', q.queue)::text)"
+    " FROM (SELECT ins.queue FROM ins WHERE ins.kind = 'call' AND ins.state = 'pending'"
+    " UNION SELECT w.queue FROM w WHERE w.max_concurrent IS NOT NULL) AS q"
+    f" WHERE ${_N + 5}::boolean)"
+    " SELECT ins.task_id, (SELECT count(*) FROM n) AS notified FROM (SELECT 1) AS one LEFT JOIN ins ON true"
+)
 _EXISTING_STEPS = (
     f"SELECT {TASK_SELECT} FROM {{s}}.tasks WHERE parent_task_id = $1 AND parent_attempt = $2 AND step = ANY($3)"
 )
@@ -184,6 +207,8 @@ class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin
             state = ExecutionState(execution_state)
             if not allow_stopping and (state.terminal or state is ExecutionState.CANCELLING):
                 raise ExecutionStopping(owner.execution_id, state.value)
+            if not signals and not any(new.max_concurrent is not None for _, new in steps):
+                return await self._create_plain_steps(conn, owner, steps, now)
             found = await self._existing_steps(conn, [key for key, _ in steps])
             out: list[TaskRecord] = []
             created: list[TaskRecord] = []
@@ -221,6 +246,34 @@ class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin
             return out
 
         return await self._db.run(create)
+
+    async def _create_plain_steps(
+        self, conn: asyncpg.Connection, owner: TaskRecord, steps: Sequence[tuple[StepKey, NewTask]], now: datetime
+    ) -> list[TaskRecord]:
+        """get_or_create_steps' usual case, its writes in one statement (see _CREATE_STEPS)."""
+        fresh: dict[StepKey, TaskRecord] = {}
+        for key, new in steps:  # the same key twice in one call is one step
+            if key not in fresh:
+                fresh[key] = task_from_new(new, owner.execution_id, now, parent_task_id=owner.task_id, key=key)
+        rows = await conn.fetch(
+            self._sql(_CREATE_STEPS),
+            *task_arrays(list(fresh.values())),
+            now,
+            owner.task_id,
+            owner.attempt,
+            [
+                key.step
+                for key in fresh
+                if key.parent_task_id == owner.task_id and key.parent_attempt == owner.attempt
+            ],
+            self.settings.notify,
+            self._channel,
+        )
+        inserted = {row["task_id"] for row in rows if row["task_id"] is not None}
+        if len(inserted) < len(fresh):  # a replay: the steps stored before are read back as they are
+            stored = await self._existing_steps(conn, [k for k, t in fresh.items() if t.task_id not in inserted])
+            fresh.update(stored)
+        return [fresh[key] for key, _ in steps]
 
     async def _existing_steps(
         self, conn: asyncpg.Connection, keys: Sequence[StepKey]
