@@ -154,7 +154,7 @@ async def test_a_lost_hint_costs_one_poll_even_while_other_hints_keep_coming(
     advanced = 0.0
     while not lost_waiter.done():  # a hint every 0.3 s, each naming only the other execution
         assert advanced < 1.0 + 0.3, "the lost hint's execution was not found by the next full poll"
-        await notifier.publish([Notification(kind="finished", task_id="x", execution_id=busy)])
+        await notifier.publish([Notification(kind="finished", task_id=tasks[busy].task_id, execution_id=busy)])
         for _ in range(5):
             await asyncio.sleep(0)
         clock.advance(0.3)
@@ -164,3 +164,20 @@ async def test_a_lost_hint_costs_one_poll_even_while_other_hints_keep_coming(
     assert advanced >= 1.0, "found before its poll was due: the hints about the other execution read it too"
     assert await until_done(lost_waiter, clock) == 3
     busy_waiter.cancel()
+
+
+async def test_hints_about_other_tasks_of_an_awaited_execution_read_nothing(
+    client: Any, shared: MemoryStorage, notifier: Any, clock: FakeClock
+) -> None:
+    """A workflow's children finishing elsewhere are announced too; only its root's end is worth a read."""
+    execution_id = await client.dispatch(triple, 1)
+    waiter = asyncio.ensure_future(client.wait_for(execution_id))
+    await asyncio.sleep(0)
+    for step in range(3):
+        await notifier.publish([Notification(kind="finished", task_id=f"child-{step}", execution_id=execution_id)])
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert client.backend.reads["get_execution"] == 0
+    await finish_elsewhere(shared, notifier, clock)
+    assert await until_done(waiter, clock) == 3
+    assert client.backend.reads["get_execution"] == 1

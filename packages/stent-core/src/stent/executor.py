@@ -250,7 +250,7 @@ class Stent:
         new = plan.execution(self.codec, args, kwargs, now, execution_id)
         execution, created = await self.backend.create_execution(new, now)
         if created:
-            rt.waiters.dispatched(execution.execution_id)
+            rt.waiters.dispatched(execution.execution_id, execution.root_task_id)
             await rt.work_created([new.root.queue])
         return execution.execution_id
 
@@ -292,7 +292,10 @@ class Stent:
         ids: list[str] = []
         for start in range(0, len(news), _DISPATCH_BATCH):
             made = await self.backend.create_executions(news[start : start + _DISPATCH_BATCH], now)
-            ids.extend(execution.execution_id for execution, _ in made)
+            for execution, created in made:
+                ids.append(execution.execution_id)
+                if created:
+                    rt.waiters.dispatched(execution.execution_id, execution.root_task_id)
         await rt.work_created({new.root.queue for new in news})
         return ids
 
@@ -382,7 +385,9 @@ class Stent:
         unread = isinstance(execution_id, str) and rt.hears_hints and rt.waiters.dispatched_here(execution_id)
         execution = None if unread else await self._execution(execution_id)
         if execution is None or not execution.state.terminal:
-            waiter = asyncio.ensure_future(rt.waiters.wait_execution(execution_id))
+            waiter = asyncio.ensure_future(
+                rt.waiters.wait_execution(execution_id, None if execution is None else execution.root_task_id)
+            )
             try:
                 if limit is None:
                     await waiter

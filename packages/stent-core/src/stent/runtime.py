@@ -182,7 +182,7 @@ class Runtime:
 
     def _on_notification(self, note: Notification) -> None:
         if note.kind == "finished":
-            self.waiters.hint(note.execution_id)
+            self.waiters.hint(note.execution_id, note.task_id)
         elif note.kind == "work":
             self._announce_work(note.queue)
 

@@ -51,8 +51,11 @@ class WaiterRegistry:
         # Executions waited for, and those that ended lately (with their final record when it was read here).
         self._executions: dict[str, list[asyncio.Future[ExecutionRecord | None]]] = {}
         self._recent_executions: OrderedDict[str, ExecutionRecord | None] = OrderedDict()
-        # Executions this process dispatched lately, and those a "finished" hint named lately.
-        self._dispatched: OrderedDict[str, None] = OrderedDict()
+        # The root task of executions this process dispatched lately, and of awaited executions when known: a
+        # hint that a child of one finished is no reason to read the execution.
+        self._dispatched: OrderedDict[str, str] = OrderedDict()
+        self._roots: dict[str, str] = {}
+        # Executions whose end (their root's, or a task's of an unknown root) a hint announced lately.
         self._hinted: OrderedDict[str, None] = OrderedDict()
         # What the next poll after a hint reads: the awaited executions hints named since the last poll, or every
         # awaited one when a hint named none.
@@ -96,23 +99,32 @@ class WaiterRegistry:
             if not future.done():
                 future.set_result(record)
 
-    def dispatched(self, execution_id: str) -> None:
+    def dispatched(self, execution_id: str, root_task_id: str) -> None:
         """This process just created the execution (so it exists, unfinished)."""
-        _remember(self._dispatched, execution_id)
+        self._dispatched[execution_id] = root_task_id
+        if len(self._dispatched) > _RECENT_LIMIT:
+            self._dispatched.popitem(last=False)
 
     def dispatched_here(self, execution_id: str) -> bool:
         """Whether this process created the execution lately."""
         return execution_id in self._dispatched
 
-    async def wait_execution(self, execution_id: str) -> ExecutionRecord | None:
-        """Return once the execution has ended: its final record when this registry read it, else ``None``."""
+    async def wait_execution(self, execution_id: str, root_task_id: str | None = None) -> ExecutionRecord | None:
+        """Return once the execution has ended: its final record when this registry read it, else ``None``.
+
+        ``root_task_id`` (when the caller read it) lets hints about the execution's other tasks pass unread.
+        """
         if execution_id in self._recent_executions:
             return self._recent_executions[execution_id]
         future: asyncio.Future[ExecutionRecord | None] = asyncio.get_running_loop().create_future()
         self._executions.setdefault(execution_id, []).append(future)
+        root = root_task_id or self._dispatched.get(execution_id)
+        if root is not None:
+            self._roots[execution_id] = root
         self._ensure_poller()
         if execution_id in self._hinted:  # it finished (or moved) before this waiter came: look now
-            self.hint(execution_id)
+            self._look_at.add(execution_id)
+            self._kick.set()
         try:
             return await future
         finally:
@@ -121,6 +133,7 @@ class WaiterRegistry:
                 waiters.remove(future)
                 if not waiters:
                     del self._executions[execution_id]
+                    self._roots.pop(execution_id, None)
 
     def execution_finished(self, execution_id: str, record: ExecutionRecord | None = None) -> None:
         """The execution ended; ``record`` is its final record, when the caller read it."""
@@ -136,16 +149,22 @@ class WaiterRegistry:
         if self._poller is None or self._poller.done():
             self._poller = asyncio.ensure_future(self._poll_loop())
 
-    def hint(self, execution_id: str | None = None) -> None:
-        """Something may have finished elsewhere (in ``execution_id``, when the hint names it): poll now instead
-        of at the next interval."""
-        if execution_id is None:
+    def hint(self, execution_id: str | None = None, task_id: str | None = None) -> None:
+        """Task ``task_id`` of ``execution_id`` may have finished elsewhere (something may have, when the hint
+        names nothing): poll now, for what it concerns, instead of at the next interval."""
+        if execution_id is None or task_id is None:
             self._look_all = True
-        else:
+            self._kick.set()
+            return
+        root = self._roots.get(execution_id) or self._dispatched.get(execution_id)
+        relevant = task_id in self._futures
+        if root is None or task_id == root:
             _remember(self._hinted, execution_id)
             if execution_id in self._executions:
                 self._look_at.add(execution_id)
-        self._kick.set()
+                relevant = True
+        if relevant:
+            self._kick.set()
 
     async def close(self) -> None:
         if self._poller is not None and not self._poller.done():
