@@ -86,10 +86,10 @@ async def test_foreign_messages_on_the_subjects_are_ignored(make_notifier: Notif
     assert inbox.notes == [good]
 
 
-async def test_a_batch_is_published_with_one_flush(
+async def test_a_batch_is_published_without_waiting_for_the_server(
     make_notifier: NotifierFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Publishing 100 notifications buffers them and waits for one round trip (one flush), not 100."""
+    """Publishing 100 notifications buffers them and returns without a round trip (no flush); they arrive."""
     publisher, subscriber = await make_notifier(), await make_notifier()
     inbox = Inbox()
     subscriber.subscribe(inbox)
@@ -103,8 +103,18 @@ async def test_a_batch_is_published_with_one_flush(
     monkeypatch.setattr(Client, "flush", counting)
     batch = [marker(f"b{i}") for i in range(100)]
     await publisher.publish(batch)
+    assert flushes == []
     await inbox.receives(batch, 5)
-    assert len(flushes) == 1
+
+
+async def test_what_is_published_just_before_close_is_delivered(make_notifier: NotifierFactory) -> None:
+    publisher, subscriber = await make_notifier(), await make_notifier()
+    inbox = Inbox()
+    subscriber.subscribe(inbox)
+    batch = [marker(f"c{i}") for i in range(20)]
+    await publisher.publish(batch)
+    await publisher.close()
+    await inbox.receives(batch, 5)
 
 
 WAITERS = 100

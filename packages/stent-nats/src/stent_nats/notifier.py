@@ -2,7 +2,9 @@
 
 Each notifier holds one NATS connection, whatever the number of waiters and workers in the process, with one
 subscription to ``<prefix>.*``; core makes one notifier per process.  A batch is published as buffered
-messages and one flush (a single round trip that also confirms the server has them).
+messages that nats-py's writer sends at once; publishing never waits for the server (a hint is worth a
+round trip to nobody: one lost with a dying connection costs a poll's delay); nats-py's close() sends what is
+still buffered.
 
 nats-py's own reconnection is switched off: it retries at a fixed pace and, at start-up, never gives up on a
 server that is down.  Instead the first connect fails fast, and a supervisor task replaces a lost connection
@@ -106,7 +108,8 @@ class NatsNotifier:
                 await _close_quietly(client)
 
     async def publish(self, notifications: Sequence[Notification]) -> None:
-        """Publish a batch with one flush; raises StorageUnavailable when NATS cannot take it."""
+        """Publish a batch (buffered, sent without waiting for the server); raises StorageUnavailable when the
+        connection is down."""
         if not notifications:
             return
         client = self._client
@@ -118,14 +121,7 @@ class NatsNotifier:
         try:
             for note in notifications:
                 await client.publish(self.settings.subject(note.kind), encode_notification(note))
-            await self._flush(client, COMMAND_TIMEOUT)
         except Exception as exc:
-            # A flush that times out means a connection nobody answers on: replace it rather than let every
-            # publish wait for the timeout until the pings notice.
-            if client is self._client and client.is_connected:
-                task = asyncio.get_running_loop().create_task(_close_quietly(client))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
             raise StorageUnavailable(
                 f"could not publish to NATS at {self.settings.address}: {describe_error(exc)}"
             ) from exc
