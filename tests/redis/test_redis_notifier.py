@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import AbstractConnection
 from redis_support import connections_of
 
 from local_servers import LogWatch, closed_port, silent_server
@@ -19,7 +20,7 @@ from stent.clocks import SystemClock
 from stent.memory import MemoryStorage
 from stent.ports import Notification
 from stent.testing.conformance.notifier import Inbox, NotifierFactory, TcpProxy, marker, publish_until_received
-from stent_redis import RedisNotifier
+from stent_redis import RedisNotifier, quiet
 
 clock = SystemClock()
 
@@ -85,10 +86,39 @@ async def test_foreign_messages_on_the_channel_are_ignored(make_notifier: Notifi
     assert inbox.notes == [good]
 
 
-async def test_a_batch_is_one_pipelined_round_trip(
+async def test_a_batch_is_one_write_that_waits_for_no_reply(
     make_notifier: NotifierFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Publishing 100 notifications executes one pipeline, not 100 commands."""
+    """Publishing 100 notifications is one write on a connection with replies off: no pipeline, no reply read."""
+    publisher, subscriber = await make_notifier(), await make_notifier()
+    inbox = Inbox()
+    subscriber.subscribe(inbox)
+    writes, reads = [], []
+    original_send, original_read = AbstractConnection.send_packed_command, AbstractConnection.read_response
+
+    async def counting_send(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        writes.append(self)
+        return await original_send(self, *args, **kwargs)
+
+    async def counting_read(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        reads.append(self)
+        return await original_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting_send)
+    monkeypatch.setattr(AbstractConnection, "read_response", counting_read)
+    batch = [marker(f"b{i}") for i in range(100)]
+    await publisher.publish(batch)
+    await inbox.receives(batch, 5)
+    assert len(writes) == 1
+    assert writes[0] not in reads, "a reply was read on the publishing connection"
+
+
+async def test_a_server_without_client_reply_gets_answered_publishes(
+    make_notifier: NotifierFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis-compatible server that does not know CLIENT REPLY: the notifier notices when it connects and
+    publishes a batch as one pipeline of ordinary commands."""
+    monkeypatch.setattr(quiet, "_PROBE", (("CLIENT", "NO-SUCH-SUBCOMMAND"), ("PING",)))
     publisher, subscriber = await make_notifier(), await make_notifier()
     inbox = Inbox()
     subscriber.subscribe(inbox)
@@ -100,10 +130,13 @@ async def test_a_batch_is_one_pipelined_round_trip(
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(Pipeline, "execute", counting)
-    batch = [marker(f"b{i}") for i in range(100)]
+    batch = [marker(f"p{i}") for i in range(100)]
     await publisher.publish(batch)
     await inbox.receives(batch, 5)
     assert executed == [100]
+    single = marker("single")
+    await publisher.publish([single])
+    await inbox.receives([*batch, single], 5)
 
 
 WAITERS = 100

@@ -1,8 +1,8 @@
 """A Notifier on Redis pub/sub.
 
 Each notifier holds two Redis connections, whatever the number of waiters and workers in the process: one that
-publishes (a pipeline per batch, so a batch is one round trip) and one subscribed to the prefix's channel, read
-by one task that calls the listeners.  Core makes one notifier per process.
+publishes (replies switched off, so a batch is one write: :mod:`stent_redis.quiet`) and one subscribed to the
+prefix's channel, read by one task that calls the listeners.  Core makes one notifier per process.
 
 A lost connection is retried in the background with exponential backoff, logging one warning per outage; while
 it is down, publishes fail fast with StorageUnavailable (core tolerates that and polls) instead of each one
@@ -29,6 +29,7 @@ from stent.clocks import SystemClock
 from stent.errors import ConfigurationError, StorageUnavailable
 from stent.notifier_kit import Backoff, OutageLog, decode_notification, describe_error, encode_notification
 from stent.ports import Notification, NotificationListener
+from stent_redis.quiet import QuietPublisher
 from stent_redis.settings import RedisSettings
 
 log = logging.getLogger("stent_redis")
@@ -46,6 +47,7 @@ class RedisNotifier:
         self.client_name = f"stent-notifier:{settings.prefix}:{uuid.uuid4().hex[:8]}"
         self._listeners: list[NotificationListener] = []
         self._publisher: Redis | None = None
+        self._quiet: QuietPublisher | None = None
         self._subscriber: Redis | None = None
         self._reader: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
@@ -78,16 +80,19 @@ class RedisNotifier:
             if self._reader is not None:
                 return
             publisher, subscriber = self._client(retries=1), self._client(retries=0)
+            quiet = QuietPublisher(publisher.connection_pool, self._connect_budget)
             try:
-                await asyncio.wait_for(publisher.ping(), self._connect_budget)
+                await quiet.open()  # also proves the server answers and takes the credentials
+                if not quiet.supported:
+                    await asyncio.wait_for(publisher.ping(), self._connect_budget)
                 pubsub = await self._subscribe(subscriber)
-            except Exception as exc:
+            except BaseException as exc:
+                await quiet.close()
                 await _close_quietly(publisher, subscriber)
-                raise self._unavailable(exc) from exc
-            except BaseException:
-                await _close_quietly(publisher, subscriber)
+                if isinstance(exc, Exception):
+                    raise self._unavailable(exc) from exc
                 raise
-            self._publisher, self._subscriber = publisher, subscriber
+            self._publisher, self._quiet, self._subscriber = publisher, quiet, subscriber
             self._reader = asyncio.get_running_loop().create_task(
                 self._read(pubsub), name=f"stent-redis-reader {self.channel}"
             )
@@ -99,6 +104,9 @@ class RedisNotifier:
             if reader is not None:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
+            quiet, self._quiet = self._quiet, None
+            if quiet is not None:
+                await quiet.close()
             clients = [c for c in (self._publisher, self._subscriber) if c is not None]
             self._publisher = self._subscriber = None
             await _close_quietly(*clients)
@@ -107,8 +115,8 @@ class RedisNotifier:
         """Publish a batch in one round trip; raises StorageUnavailable when Redis cannot take it."""
         if not notifications:
             return
-        publisher = self._publisher
-        if publisher is None:
+        publisher, quiet = self._publisher, self._quiet
+        if publisher is None or quiet is None:
             raise StorageUnavailable(
                 f"the Redis notifier for {self.settings.address} is not connected (connect() failed or was not"
                 " called, or it was closed)"
@@ -122,7 +130,9 @@ class RedisNotifier:
         # One publishing connection per notifier: concurrent batches queue here instead of opening more.
         async with self._publish_lock:
             try:
-                if len(payloads) == 1:  # the usual case: a pipeline's bookkeeping costs more than the command
+                if quiet.supported:  # one write, no reply (see stent_redis.quiet)
+                    await quiet.publish(self.channel, payloads)
+                elif len(payloads) == 1:  # a pipeline's bookkeeping costs more than one command
                     await publisher.publish(self.channel, payloads[0])
                 else:
                     async with publisher.pipeline(transaction=False) as pipe:
