@@ -64,13 +64,19 @@ def notifier() -> Any:
 @pytest.fixture
 async def client(shared: MemoryStorage, notifier: Any, clock: FakeClock) -> Any:
     executor = Stent(
-        CountingStorage(shared), notification_backend=notifier, clock=clock, poll_min_interval=1, poll_max_interval=8
+        CountingStorage(shared),
+        notification_backend=notifier,
+        clock=clock,
+        poll_min_interval=1,
+        poll_max_interval=8,
     )
     yield executor
     await executor.close()
 
 
-async def finish_elsewhere(shared: MemoryStorage, notifier: Any, clock: FakeClock, *, hint: bool = True) -> list[str]:
+async def finish_elsewhere(
+    shared: MemoryStorage, notifier: Any, clock: FakeClock, *, hint: bool = True
+) -> list[str]:
     """Run every ready triple() as another process would, announcing each end when ``hint``; their ids."""
     tasks = await shared.claim_tasks(request("elsewhere", [triple.name], limit=100), clock.now())
     for task in tasks:
@@ -181,3 +187,26 @@ async def test_hints_about_other_tasks_of_an_awaited_execution_read_nothing(
     await finish_elsewhere(shared, notifier, clock)
     assert await until_done(waiter, clock) == 3
     assert client.backend.reads["get_execution"] == 1
+
+
+async def test_a_process_passes_over_its_own_hints_and_hears_the_others(
+    shared: MemoryStorage, notifier: Any, clock: FakeClock
+) -> None:
+    """A dispatch wakes the dispatching process's own workers once (directly, not again when its hint comes
+    back through the notifier), and another process's once."""
+    here, there = (
+        Stent(shared, notification_backend=notifier, clock=clock),
+        Stent(shared, notification_backend=notifier, clock=clock),
+    )
+    heard_here: list[str | None] = []
+    heard_there: list[str | None] = []
+    (await here._started()).on_work(heard_here.append)  # what a worker of each process listens to
+    (await there._started()).on_work(heard_there.append)
+    await here.dispatch(triple, 1)
+    for _ in range(5):  # the hint is published in the background
+        await asyncio.sleep(0)
+    assert [n.kind for n in notifier.published] == ["work"]
+    assert heard_here == ["default"]
+    assert heard_there == ["default"]
+    await here.close()
+    await there.close()

@@ -13,7 +13,7 @@ import random
 
 from stent.ports import Notification
 
-_FIELDS = ("queue", "task_id", "execution_id")
+_FIELDS = ("queue", "task_id", "execution_id", "origin")
 
 
 def encode_notification(note: Notification) -> bytes:

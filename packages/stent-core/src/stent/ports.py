@@ -280,6 +280,9 @@ class Notification:
     queue: str | None = None
     task_id: str | None = None
     execution_id: str | None = None
+    #: Which process (runtime) published it, so that it can pass over its own hints when they come back: it
+    #: acted on them when it sent them.  ``None`` for hints a storage sends from inside its transactions.
+    origin: str | None = None
 
 
 NotificationListener = Callable[[Notification], None]

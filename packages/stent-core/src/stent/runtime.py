@@ -85,6 +85,8 @@ class Runtime:
         self.rng = rng
         self.notifier = notifier
         self.metrics = MetricsSink(metrics)
+        #: Stamped on the hints this runtime publishes (see Notification.origin).
+        self.origin = f"{rng.getrandbits(64):016x}"
         self.waiters = WaiterRegistry(
             storage,
             clock,
@@ -181,6 +183,8 @@ class Runtime:
         return self._announced_by_storage
 
     def _on_notification(self, note: Notification) -> None:
+        if note.origin is not None and note.origin == self.origin:
+            return  # its own hint, back from the notifier: acted on when it was sent
         if note.kind == "finished":
             self.waiters.hint(note.execution_id, note.task_id)
         elif note.kind == "work":
@@ -203,12 +207,12 @@ class Runtime:
         distinct = sorted(set(queues))
         for queue in distinct:
             self._announce_work(queue)
-        await self._publish([Notification(kind="work", queue=q) for q in distinct])
+        await self._publish([Notification(kind="work", queue=q, origin=self.origin) for q in distinct])
 
     async def work_created_anywhere(self) -> None:
         """Something in an unknown queue became ready (a signal woke a task, say)."""
         self._announce_work(None)
-        await self._publish([Notification(kind="work", queue=None)])
+        await self._publish([Notification(kind="work", queue=None, origin=self.origin)])
 
     async def task_finished(self, record: TaskRecord) -> None:
         """A task ended here: wake local waiters directly, and tell other processes.
@@ -218,12 +222,16 @@ class Runtime:
         """
         parent_waits_here = self.waiters.is_waited(record.task_id)
         self.waiters.resolve(record)
-        notes = [Notification(kind="finished", task_id=record.task_id, execution_id=record.execution_id)]
+        notes = [
+            Notification(
+                kind="finished", task_id=record.task_id, execution_id=record.execution_id, origin=self.origin
+            )
+        ]
         if record.parent_task_id is None:
             self.waiters.execution_finished(record.execution_id)
         elif not parent_waits_here:
             self._announce_work(None)
-            notes.append(Notification(kind="work", queue=None))
+            notes.append(Notification(kind="work", queue=None, origin=self.origin))
         await self._publish(notes)
 
     async def _publish(self, notes: Sequence[Notification]) -> None:

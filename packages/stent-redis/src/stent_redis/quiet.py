@@ -40,7 +40,7 @@ class QuietPublisher:
 
     async def publish(self, channel: str, payloads: Sequence[bytes]) -> None:
         """Write one PUBLISH per payload; raises what the connection raises."""
-        connection = self._connection or await self._open()
+        connection = self._connection if self._connection is not None else await self._open()
         if connection is None:
             raise ResponseError("CLIENT REPLY is not supported by this server")
         commands = connection.pack_commands([("PUBLISH", channel, payload) for payload in payloads])
@@ -66,9 +66,9 @@ class QuietPublisher:
                 await connection.disconnect()
 
     async def _open(self) -> AbstractConnection | None:
-        connection = self._pool.make_connection()
+        connection: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
         try:
-            await asyncio.wait_for(connection.connect(), self._timeout)
+            await asyncio.wait_for(connection.connect(), self._timeout)  # type: ignore[no-untyped-call]
             await connection.send_packed_command(connection.pack_commands(_PROBE))
             try:
                 await connection.read_response(timeout=self._timeout)

@@ -77,7 +77,8 @@ from stent.testing.conformance.notifier_support import (
 
 def odd_notifications(tag: str) -> list[Notification]:
     """Notifications whose fields exercise an adapter's encoding: absent and empty fields, separators, wildcards,
-    quotes, newlines, unicode, long ids, and a kind core does not use yet (kinds must pass through unchanged)."""
+    quotes, newlines, unicode, long ids, an origin, and a kind core does not use yet (kinds must pass through
+    unchanged)."""
     odd = f"q.{tag} with spaces/*>'\"\n\tü→🚀%_"
     return [
         Notification(kind="work", queue="default"),
@@ -87,6 +88,7 @@ def odd_notifications(tag: str) -> list[Notification]:
         Notification(kind="finished", task_id=f"t-{tag}-" + "x" * 2000, execution_id=None),
         Notification(kind="finished", task_id="", execution_id=""),
         Notification(kind=f"future-kind.{tag}", queue=odd, task_id=odd, execution_id=odd),
+        Notification(kind="work", queue="default", origin=f"origin-{tag}"),
     ]
 
 
