@@ -1,10 +1,16 @@
-"""Batch dispatch: Stent.dispatch_many starts many executions in one storage transaction."""
+"""Batch dispatch: Stent.dispatch_many starts many executions, a thousand per storage transaction."""
 
 from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
 
 import pytest
 
 from stent import ConfigurationError, ExecutionState, SerializationError, Stent, UnregisteredFunctionError
+from stent._batching import pipelined
+from stent.memory import MemoryStorage
 from stent.testing.harness import WorkflowHarness
 
 
@@ -58,7 +64,56 @@ async def test_a_bad_item_stores_nothing(harness: WorkflowHarness) -> None:
 async def test_a_large_batch_is_split_across_transactions(harness: WorkflowHarness) -> None:
     """More calls than one transaction takes are still all dispatched, once each, in order."""
     ids = await harness.executor.dispatch_many(greet, [(f"n{i}",) for i in range(2500)])
-    assert len(ids) == len(set(ids)) == 2500
-    assert (await harness.executor.list_executions(limit=1)).total == 2500
+    more = await harness.executor.dispatch_many(greet, [(f"m{i}",) for i in range(10)])
+    assert len(ids) == len(set(ids)) == 2500 and not set(ids) & set(more)
+    assert all(re.fullmatch("[0-9a-f]{32}", i) for i in ids + more), "ids are 128 random bits in hex, as uuid4's"
+    assert (await harness.executor.list_executions(limit=1)).total == 2510
     await harness.start_worker(max_concurrency=50)
     assert await harness.finish(ids[-1]) == "hello n2499!"
+
+
+class FailingAt(MemoryStorage):
+    """Memory storage whose create_executions fails at its n-th call, recording the calls under way."""
+
+    def __init__(self, failing_call: int) -> None:
+        super().__init__()
+        self.failing_call = failing_call
+        self.calls = 0
+        self.under_way = 0
+        self.most_under_way = 0
+
+    async def create_executions(self, news: Any, now: Any) -> Any:
+        self.calls += 1
+        number = self.calls
+        self.under_way += 1
+        self.most_under_way = max(self.most_under_way, self.under_way)
+        try:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            if number == self.failing_call:
+                raise OSError("the disk is full")
+            return await super().create_executions(news, now)
+        finally:
+            self.under_way -= 1
+
+
+async def test_two_transactions_are_under_way_and_a_failure_stops_the_rest() -> None:
+    """Thousands are written two at a time; when one fails, the call raises its error after the one under way
+    with it ends, no later thousand is written, and the thousands that committed stay."""
+    storage = FailingAt(failing_call=2)
+    executor = Stent(storage)
+    with pytest.raises(OSError, match="the disk is full"):
+        await executor.dispatch_many(greet, [(f"n{i}",) for i in range(5500)])
+    assert storage.most_under_way == 2
+    assert storage.calls == 3, "the thousand after the failed one, already under way, ends; none starts after"
+    assert (await executor.list_executions(limit=1)).total == 2000  # the first and third thousands committed
+
+
+async def test_pipelined_returns_results_in_order() -> None:
+    async def slow(n: int, turns: int) -> int:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return n
+
+    calls = [lambda n=n: slow(n, 5 - n) for n in range(5)]
+    assert await pipelined(calls, depth=3) == [0, 1, 2, 3, 4]

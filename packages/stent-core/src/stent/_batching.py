@@ -1,4 +1,5 @@
-"""Group calls: many callers in one turn of the event loop share one call of an operation that takes a batch.
+"""Group calls: many callers in one turn of the event loop share one call of an operation that takes a batch;
+and a pipeline of batch calls, a few under way at a time.
 
 This is how completions share a commit and notifications share a publish.  The first caller of a turn schedules
 a flush for the end of the turn (``call_soon``), so everything issued in that turn goes together; while a flush
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -78,3 +80,21 @@ def _own_copy(exc: BaseException) -> BaseException:
         return copy.copy(exc)
     except Exception:
         return exc
+
+
+async def pipelined(calls: Sequence[Callable[[], Awaitable[R]]], depth: int = 2) -> list[R]:
+    """Each of ``calls`` awaited, ``depth`` at a time in order; their results in order.  The first failure is
+    raised once the calls under way have ended (none is left running), and no later call starts."""
+    results: list[R] = []
+    running: deque[asyncio.Future[R]] = deque()
+    try:
+        for call in calls:
+            running.append(asyncio.ensure_future(call()))
+            if len(running) >= depth:
+                results.append(await running.popleft())
+        while running:
+            results.append(await running.popleft())
+    finally:
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    return results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -13,11 +14,12 @@ from typing import Any, ClassVar
 
 import attrs
 
+from stent._batching import pipelined
 from stent.backends import Backends, Notifications
 from stent.clocks import SystemClock
 from stent.engine import operations
 from stent.engine.codec import Codec
-from stent.engine.dispatch import DispatchOptions, call_of, check_execution_id
+from stent.engine.dispatch import DispatchOptions, call_of, check_execution_id, fresh_ids
 from stent.engine.durable import DurableFunction, durable, lookup_function
 from stent.errors import (
     ConfigurationError,
@@ -266,11 +268,14 @@ class Stent:
         max_duration: float | timedelta | str | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> list[str]:
-        """Start one execution of ``fn`` per item of ``calls``, all in one storage transaction; their ids, in order.
+        """Start one execution of ``fn`` per item of ``calls``, in one storage transaction per thousand; their ids,
+        in order.
 
         Each item is a call's positional arguments as a tuple (``(order_id,)`` for one argument) or its keyword
         arguments as a dict.  The options are ``dispatch``'s and apply to every execution.  Every argument is
-        encoded before anything is written, so one bad item stores none of them.
+        encoded before anything is written, so one bad item stores none of them.  Two transactions are under way
+        at a time (one is prepared while the database writes the other); when storage fails, the thousands that
+        committed stay and the call raises.
         """
         plan = DispatchOptions.check(
             fn,
@@ -288,14 +293,15 @@ class Stent:
             return []
         rt = await self._started()
         now = rt.clock.now()
-        news = [plan.execution(self.codec, args, kwargs, now, None) for args, kwargs in arguments]
+        fresh = fresh_ids()
+        news = [plan.execution(self.codec, args, kwargs, now, None, fresh) for args, kwargs in arguments]
+        chunks = [news[start : start + _DISPATCH_BATCH] for start in range(0, len(news), _DISPATCH_BATCH)]
+        made = await pipelined([functools.partial(self.backend.create_executions, chunk, now) for chunk in chunks])
         ids: list[str] = []
-        for start in range(0, len(news), _DISPATCH_BATCH):
-            made = await self.backend.create_executions(news[start : start + _DISPATCH_BATCH], now)
-            for execution, created in made:
-                ids.append(execution.execution_id)
-                if created:
-                    rt.waiters.dispatched(execution.execution_id, execution.root_task_id)
+        for execution, created in (pair for chunk in made for pair in chunk):
+            ids.append(execution.execution_id)
+            if created:
+                rt.waiters.dispatched(execution.execution_id, execution.root_task_id)
         await rt.work_created({new.root.queue for new in news})
         return ids
 

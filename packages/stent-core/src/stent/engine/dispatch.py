@@ -6,8 +6,9 @@ or an unserializable argument (of any item of a batch) raises and stores nothing
 
 from __future__ import annotations
 
+import random
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,13 +75,20 @@ class DispatchOptions:
         )
 
     def execution(
-        self, codec: Codec, args: Sequence[Any], kwargs: dict[str, Any], now: datetime, execution_id: str | None
+        self,
+        codec: Codec,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        now: datetime,
+        execution_id: str | None,
+        ids: Iterator[str] | None = None,
     ) -> NewExecution:
-        """A new execution of the function with these arguments (encoded here: a bad one raises)."""
+        """A new execution of the function with these arguments (encoded here: a bad one raises); its task's id,
+        and its own when not given, from ``ids`` (:func:`fresh_ids`) or uuid4."""
         root = new_call_task(
             self.fn,
             codec,
-            uuid.uuid4().hex,
+            next(ids) if ids is not None else uuid.uuid4().hex,
             args,
             kwargs,
             queue=self.queue,
@@ -90,7 +98,20 @@ class DispatchOptions:
             scheduled_for=None if self.delay is None else now + timedelta(seconds=self.delay),
         )
         deadline = None if self.max_duration is None else now + timedelta(seconds=self.max_duration)
-        return NewExecution(execution_id=execution_id or uuid.uuid4().hex, root=root, deadline=deadline)
+        if execution_id is None:
+            execution_id = next(ids) if ids is not None else uuid.uuid4().hex
+        return NewExecution(execution_id=execution_id, root=root, deadline=deadline)
+
+
+def fresh_ids() -> Iterator[str]:
+    """Ids for a batch of new executions and tasks: 128 random bits each, as uuid4's hex, for a fifth of the cost.
+
+    They are drawn from a generator seeded by one uuid4 (so the simulator, which seeds uuid4, stays
+    deterministic); ids only need to be unique, which 128 bits from a randomly seeded generator are.
+    """
+    source = random.Random(uuid.uuid4().int)
+    while True:
+        yield f"{source.getrandbits(128):032x}"
 
 
 def check_execution_id(execution_id: str | None) -> None:
