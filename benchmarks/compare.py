@@ -84,7 +84,14 @@ def compare(a: dict[str, Any], b: dict[str, Any], threshold: float) -> list[str]
             [key[0], label, f"{number(ra['value'])} {unit}", f"{number(rb['value'])} {unit}", change, word]
         )
     widths = [max(len(line[i]) for line in table) for i in range(6)]
-    lines = [f"A: {a.get('created')} (scale {a.get('scale')})   B: {b.get('created')} (scale {b.get('scale')})"]
+
+    def cpu(data: dict[str, Any]) -> str:
+        reference = data.get("cpu_reference_ms") or {}
+        return f", CPU reference {reference.get('start')} ms" if reference else ""
+
+    lines = [
+        f"A: {a.get('created')} (scale {a.get('scale')}{cpu(a)})   B: {b.get('created')} (scale {b.get('scale')}{cpu(b)})"
+    ]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table]
     lines += notes
     for name, only in (("A", rows_a.keys() - rows_b.keys()), ("B", rows_b.keys() - rows_a.keys())):

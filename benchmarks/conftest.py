@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from benchmarks.environment import Environment, Servers, ServiceDown, Setup
-from benchmarks.report import Figure, row_of, summary, table, write_summary
+from benchmarks.report import Figure, cpu_reference_ms, row_of, summary, table, write_summary
 from benchmarks.sizes import FULL, SCALE_ENV, scale_from_env
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / ".benchmarks"
@@ -56,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     _session["stamp"] = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     _session["load_start"] = os.getloadavg()
+    _session["cpu_start"] = cpu_reference_ms()
     if getattr(config.option, "benchmark_json", "absent") is None:
         RESULTS_DIR.mkdir(exist_ok=True)
         config.option.benchmark_json = RESULTS_DIR / f"pytest-benchmark-{_session['stamp']}.json"
@@ -72,12 +73,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         return
     scale = _session.get("scale", 1.0)
     load = {"start": _session.get("load_start"), "end": os.getloadavg()}
-    path = write_summary(summary(_rows, scale=scale, load=load), RESULTS_DIR)
+    cpu = {"start": _session.get("cpu_start"), "end": cpu_reference_ms()}
+    path = write_summary(summary(_rows, scale=scale, load=load, cpu=cpu), RESULTS_DIR)
     write = terminalreporter.write_line
     terminalreporter.section("stent benchmarks")
     if scale != 1.0:
         write(f"{SCALE_ENV}={scale:g}: sizes scaled; a target is judged only where the size it is for was run")
     write(f"load average (1, 5, 15 min): {load['start']} at the start, {load['end']} at the end")
+    write(
+        f"CPU reference (a million multiply-adds in Python, lower is faster): {cpu['start']} ms at the start,"
+        f" {cpu['end']} ms at the end"
+    )
     write("")
     for line in table(_rows).splitlines():
         write(line)

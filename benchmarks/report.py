@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import sys
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,7 +175,23 @@ def _met_text(met: bool | str | None) -> str:
     return "yes" if met else "NO"
 
 
-def summary(rows: list[dict[str, Any]], *, scale: float, load: dict[str, Any]) -> dict[str, Any]:
+def cpu_reference_ms() -> float:
+    """Milliseconds this interpreter takes for a fixed loop of a million multiply-adds, the best of three: the
+    machine's speed at the moment, next to the figures (a virtual machine's speed drifts by a third within an
+    hour, and every figure with it)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
+def summary(
+    rows: list[dict[str, Any]], *, scale: float, load: dict[str, Any], cpu: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -186,6 +203,7 @@ def summary(rows: list[dict[str, Any]], *, scale: float, load: dict[str, Any]) -
             "node": platform.node(),
         },
         "load_average": load,
+        "cpu_reference_ms": cpu,
         "rows": rows,
     }
 
