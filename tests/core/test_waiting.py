@@ -210,3 +210,47 @@ async def test_a_process_passes_over_its_own_hints_and_hears_the_others(
     assert heard_there == ["default"]
     await here.close()
     await there.close()
+
+
+class SoonNotifier:
+    """The memory notifier with the optional publish_soon, which takes hints only when ``taking``."""
+
+    def __init__(self, inner: Any, *, taking: bool) -> None:
+        self.inner = inner
+        self.taking = taking
+        self.soon: list[Notification] = []
+        self.awaited: list[Notification] = []
+
+    async def connect(self) -> None:
+        await self.inner.connect()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def subscribe(self, listener: Any) -> Any:
+        return self.inner.subscribe(listener)
+
+    async def publish(self, notifications: Any) -> None:
+        self.awaited.extend(notifications)
+        await self.inner.publish(notifications)
+
+    def publish_soon(self, notifications: Any) -> bool:
+        if self.taking:
+            self.soon.extend(notifications)
+        return self.taking
+
+
+@pytest.mark.parametrize("taking", [True, False])
+async def test_a_notifier_that_publishes_soon_is_not_awaited(
+    shared: MemoryStorage, notifier: Any, clock: FakeClock, taking: bool
+) -> None:
+    """A notifier with publish_soon gets the hints there; when it declines them, they are published as usual."""
+    soon = SoonNotifier(notifier, taking=taking)
+    executor = Stent(shared, notification_backend=soon, clock=clock)
+    await executor.dispatch(triple, 1)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    sent = soon.soon if taking else soon.awaited
+    assert [(n.kind, n.queue) for n in sent] == [("work", "default")]
+    assert (soon.awaited if taking else soon.soon) == []
+    await executor.close()

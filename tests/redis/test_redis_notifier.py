@@ -113,6 +113,34 @@ async def test_a_batch_is_one_write_that_waits_for_no_reply(
     assert writes[0] not in reads, "a reply was read on the publishing connection"
 
 
+async def test_publish_soon_sends_a_turns_hints_in_one_write_without_being_awaited(
+    make_notifier: NotifierFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What one turn of the event loop hands to publish_soon goes out in one write at the end of the turn; hints
+    queued just before close() are sent before the connection closes."""
+    publisher, subscriber = await make_notifier(), await make_notifier()
+    inbox = Inbox()
+    subscriber.subscribe(inbox)
+    writes = []
+    original = asyncio.StreamWriter.writelines
+
+    def counting(self: asyncio.StreamWriter, data: Any) -> None:
+        writes.append(self)
+        original(self, data)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "writelines", counting)
+    first = [marker(f"s{i}") for i in range(3)]
+    assert all(publisher.publish_soon([note]) for note in first)
+    assert writes == [], "nothing is written before the turn ends"
+    await inbox.receives(first, 5)
+    assert len(writes) == 1
+    last = [marker("before-close")]
+    assert publisher.publish_soon(last)
+    await publisher.close()
+    await inbox.receives([*first, *last], 5)
+    assert not publisher.publish_soon([marker("after-close")]), "a closed notifier takes nothing"
+
+
 async def test_a_server_without_client_reply_gets_answered_publishes(
     make_notifier: NotifierFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -134,6 +162,7 @@ async def test_a_server_without_client_reply_gets_answered_publishes(
     await publisher.publish(batch)
     await inbox.receives(batch, 5)
     assert executed == [100]
+    assert not publisher.publish_soon([marker("not-soon")]), "without CLIENT REPLY OFF, hints take the awaited path"
     single = marker("single")
     await publisher.publish([single])
     await inbox.receives([*batch, single], 5)

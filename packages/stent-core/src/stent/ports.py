@@ -301,6 +301,10 @@ class Notifier(Protocol):
     def subscribe(self, listener: NotificationListener) -> Callable[[], None]:
         """Call ``listener`` for every notification received; returns a function that unsubscribes."""
 
+    # Optional: ``publish_soon(notifications) -> bool`` sends without being awaited (buffered for the end of the
+    # loop's turn, say) and returns whether it took them; it never raises.  Core uses it, when a notifier has it,
+    # instead of a background task per publish, and falls back to ``publish`` when it returns False.
+
 
 class Metrics(Protocol):
     """A metrics recorder.  A recorder may implement any subset of these; one that raises is ignored."""

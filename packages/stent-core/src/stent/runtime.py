@@ -239,6 +239,9 @@ class Runtime:
         (a hint that never arrives costs a poll's delay, nothing more)."""
         if self.notifier is None or not notes or self._storage_announces():
             return
+        soon = getattr(self.notifier, "publish_soon", None)
+        if soon is not None and soon(notes):
+            return
         sending = asyncio.ensure_future(self._publish_many(notes))
         self._publishing.add(sending)
         sending.add_done_callback(self._publishing.discard)

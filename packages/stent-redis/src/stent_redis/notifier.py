@@ -148,6 +148,17 @@ class RedisNotifier:
         self._publish_backoff.reset()
         self._outage.restored("publishing")
 
+    def publish_soon(self, notifications: Sequence[Notification]) -> bool:
+        """Publish without being awaited (one write at the end of this turn of the loop); False when that cannot
+        be done now (not connected, paused after a failure, or a server without CLIENT REPLY): then call
+        :meth:`publish`."""
+        quiet = self._quiet
+        if quiet is None or not quiet.supported or self._clock.monotonic() < self._publish_paused_until:
+            return False
+        commands = quiet.pack(self.channel, [encode_notification(note) for note in notifications])
+        # Not connected (yet, or any more): the ordinary path reconnects, and reports what fails.
+        return commands is not None and quiet.publish_soon(commands)
+
     def subscribe(self, listener: NotificationListener) -> Callable[[], None]:
         """Call ``listener`` for every notification on the channel; returns a function that unsubscribes."""
         self._listeners.append(listener)

@@ -2,7 +2,8 @@
 
 A hint is worth one write and nothing more: awaiting ``PUBLISH``'s reply (the number of subscribers, which stent
 never reads) cost a round trip and redis-py's reply handling per dispatch, a quarter of ``dispatch()``'s time.
-With replies off a publish is one write to the socket.  A connection the server closed is noticed by a read
+With replies off a publish is one write to the socket, and :meth:`QuietPublisher.publish_soon` need not even be
+awaited: what a turn of the event loop publishes goes out in one write at its end.  A connection the server closed is noticed by a read
 that waits for nothing but the end of the stream, so a hint is not written into a dead connection after an
 outage; the next publish then opens a new one.
 
@@ -19,6 +20,8 @@ from collections.abc import Sequence
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ResponseError
 
+# Hints buffered in the socket's transport beyond this many bytes (a server that stopped reading) are dropped.
+_MAX_BUFFERED = 1 << 20
 # Nothing ever arrives on the connection: its watcher waits this long for the end of the stream, again and again.
 _WATCH = 24 * 3600.0
 # Switch replies off, then prove it: with replies off, PING stays silent and the first reply is CLIENT REPLY ON's
@@ -35,6 +38,7 @@ class QuietPublisher:
         self._timeout = timeout
         self._connection: AbstractConnection | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._soon: list[bytes] = []
         #: False once the server turned CLIENT REPLY OFF down: the notifier then publishes the ordinary way.
         self.supported = True
 
@@ -50,12 +54,39 @@ class QuietPublisher:
             await self._drop(connection)
             raise
 
+    def publish_soon(self, commands: Sequence[bytes]) -> bool:
+        """Queue packed PUBLISH commands for one write at the end of this turn of the loop; False when the
+        connection is not open (or not one this can write to), and the caller should publish the ordinary way."""
+        writer = getattr(self._connection, "_writer", None)
+        if not isinstance(writer, asyncio.StreamWriter) or writer.is_closing():
+            return False
+        if not self._soon:
+            asyncio.get_running_loop().call_soon(self._write_soon, writer)
+        self._soon.extend(commands)
+        return True
+
+    def pack(self, channel: str, payloads: Sequence[bytes]) -> list[bytes] | None:
+        """PUBLISH commands for ``payloads``, packed for the wire; None when the connection is not open."""
+        connection = self._connection
+        if connection is None:
+            return None
+        packed: list[bytes] = connection.pack_commands([("PUBLISH", channel, payload) for payload in payloads])
+        return packed
+
+    def _write_soon(self, writer: asyncio.StreamWriter) -> None:
+        commands, self._soon = self._soon, []
+        if writer.is_closing() or writer.transport.get_write_buffer_size() > _MAX_BUFFERED:
+            return  # lost hints: waiters and workers poll
+        with contextlib.suppress(Exception):
+            writer.writelines(commands)
+
     async def open(self) -> None:
         """Open the connection now (the first publish would otherwise)."""
         if self._connection is None and self.supported:
             await self._open()
 
     async def close(self) -> None:
+        # Hints queued by publish_soon in this turn go out while the watcher ends (a turn of the loop).
         connection, self._connection = self._connection, None
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
