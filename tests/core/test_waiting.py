@@ -254,3 +254,36 @@ async def test_a_notifier_that_publishes_soon_is_not_awaited(
     assert [(n.kind, n.queue) for n in sent] == [("work", "default")]
     assert (soon.awaited if taking else soon.soon) == []
     await executor.close()
+
+
+@Stent.durable(max_concurrent=1, queue="limited")
+async def one_at_a_time(x: int) -> int:
+    return x
+
+
+async def test_a_limited_task_that_ends_announces_the_slot_it_frees(
+    shared: MemoryStorage, notifier: Any, clock: FakeClock
+) -> None:
+    """Claims skip a max_concurrent function's ready tasks while it is full: when one of its tasks ends, its queue
+    is announced as work, here and to other processes."""
+    here, there = (
+        Stent(shared, notification_backend=notifier, clock=clock),
+        Stent(shared, notification_backend=notifier, clock=clock),
+    )
+    heard_here: list[str | None] = []
+    heard_there: list[str | None] = []
+    rt = await here._started()
+    rt.on_work(heard_here.append)
+    (await there._started()).on_work(heard_there.append)
+    execution_id = await here.dispatch(one_at_a_time, 1)
+    (task,) = await shared.claim_tasks(request("w", [one_at_a_time.name]), clock.now())
+    record = await shared.complete_task(task.fence, "1", clock.now())
+    heard_here.clear()
+    heard_there.clear()
+    await rt.task_finished(record)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert heard_here == ["limited"] and heard_there == ["limited"]
+    assert await until_done(asyncio.ensure_future(here.wait_for(execution_id)), clock) == 1
+    await here.close()
+    await there.close()

@@ -317,3 +317,42 @@ async def test_an_idle_worker_hears_work_a_client_without_notifier_created(
         await asyncio.wait_for(serving, 10)
         await worker.close()
     assert latency < 1.0, f"the idle worker took {latency:.2f}s; the storage's NOTIFY should wake it at once"
+
+
+async def test_a_process_does_not_hear_its_own_storage_announce_what_it_did(
+    pg_url: str, notifying: PostgresStorage
+) -> None:
+    """A dispatch through a notifying storage wakes the dispatching process's workers once (directly), not a
+    second time when its own NOTIFY comes back; a process with a storage of its own hears it once.
+
+    NOTIFYs arrive in commit order: once each process has heard a marker committed after the dispatch by the
+    other's storage, an echo of the dispatch would have arrived before it."""
+    schema = notifying.settings.schema
+    other_storage = PostgresStorage(pg_url, schema=schema, max_size=1, notify=True)
+    here = Stent(notifying, notification_backend=PostgresNotifier(pg_url, schema=schema))
+    there = Stent(other_storage, notification_backend=PostgresNotifier(pg_url, schema=schema))
+    heard_here: list[str | None] = []
+    heard_there: list[str | None] = []
+    clock = FakeClock()
+    try:
+        (await here._started()).on_work(heard_here.append)  # what each process's workers listen to
+        (await there._started()).on_work(heard_there.append)
+        await here.dispatch(report_start, "echo")
+        await other_storage.create_execution(new_execution("marker", queue="marker-there"), clock.now())
+        await notifying.create_execution(new_execution("marker", queue="marker-here"), clock.now())
+        await until(lambda: "marker-there" in heard_here and "marker-here" in heard_there)
+        assert heard_here == ["default", "marker-there"]
+        assert heard_there == ["default", "marker-here"]
+    finally:
+        await here.close()
+        await there.close()
+        await other_storage.close()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Return once ``condition()`` holds, looking every 10 ms for at most TIMEOUT seconds."""
+    for _ in range(int(TIMEOUT * 100)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the notifications did not arrive")

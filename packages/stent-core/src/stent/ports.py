@@ -301,6 +301,8 @@ class Notifier(Protocol):
     def subscribe(self, listener: NotificationListener) -> Callable[[], None]:
         """Call ``listener`` for every notification received; returns a function that unsubscribes."""
 
+    # Optional: ``skip_echoes_of(storage)`` stops delivering what ``storage`` itself announces (a storage with
+    # transactional notifications): core calls it for its own storage, whose changes it acts on as it makes them.
     # Optional: ``publish_soon(notifications) -> bool`` sends without being awaited (buffered for the end of the
     # loop's turn, say) and returns whether it took them; it never raises.  Core uses it, when a notifier has it,
     # instead of a background task per publish, and falls back to ``publish`` when it returns False.

@@ -129,6 +129,10 @@ class Runtime:
     def _subscribe(self) -> None:
         assert self.notifier is not None
         self._connected = True
+        skip_echoes = getattr(self.notifier, "skip_echoes_of", None)
+        if callable(skip_echoes) and self._storage_announces():
+            # The storage's own announcements come back too; this process acted on its changes as it made them.
+            skip_echoes(self.storage)
         self._unsubscribe = self.notifier.subscribe(self._on_notification)
 
     async def _connect_later(self) -> None:
@@ -218,7 +222,8 @@ class Runtime:
         """A task ended here: wake local waiters directly, and tell other processes.
 
         A child whose parent does not wait for it in this process may have woken a suspended parent, which any
-        worker can now claim: that is announced as work too.
+        worker can now claim: that is announced as work too, as is the slot a task of a ``max_concurrent``
+        function gives back (claims skipped that function's ready tasks while it was full).
         """
         parent_waits_here = self.waiters.is_waited(record.task_id)
         self.waiters.resolve(record)
@@ -232,6 +237,9 @@ class Runtime:
         elif not parent_waits_here:
             self._announce_work(None)
             notes.append(Notification(kind="work", queue=None, origin=self.origin))
+        if record.max_concurrent is not None:
+            self._announce_work(record.queue)
+            notes.append(Notification(kind="work", queue=record.queue, origin=self.origin))
         await self._publish(notes)
 
     async def _publish(self, notes: Sequence[Notification]) -> None:

@@ -112,6 +112,8 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._random = random.Random()
+        #: The server processes of the pool's open connections (what a NOTIFY they send is signed with).
+        self.backend_pids: set[int] = set()
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is not None:
@@ -138,6 +140,7 @@ class Database:
                     statement_cache_size=settings.statement_cache_size,
                     server_settings=server_settings,
                     reset=_reset,
+                    init=self._track,
                 ),
                 timeout=settings.connect_timeout * 2,
             )
@@ -151,6 +154,12 @@ class Database:
             if mapped is exc:
                 raise
             raise mapped from exc
+
+    async def _track(self, conn: asyncpg.Connection) -> None:
+        """Note a new connection's server process, and forget it when the connection ends."""
+        pid = int(conn.get_server_pid())
+        self.backend_pids.add(pid)
+        conn.add_termination_listener(lambda _: self.backend_pids.discard(pid))
 
     async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]], *, transaction: bool = True) -> T:
         """``work(conn)`` in one transaction (or alone, for a single statement), run again after a conflict."""

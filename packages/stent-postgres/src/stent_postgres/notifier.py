@@ -66,6 +66,7 @@ class PostgresNotifier:
         self.reconnect_max_delay = max(_seconds("reconnect_max_delay", reconnect_max_delay), self.reconnect_delay)
         self.ping_interval = _seconds("ping_interval", ping_interval)
         self._listeners: list[NotificationListener] = []
+        self._echo_sources: list[Any] = []
         self._conn: asyncpg.Connection | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
@@ -219,7 +220,17 @@ class PostgresNotifier:
 
     # -- receiving -------------------------------------------------------------------------------------------
 
+    def skip_echoes_of(self, storage: object) -> None:
+        """Deliver nothing that ``storage``'s own connections sent: the process acted on its own changes when it
+        made them (core calls this for the storage this notifier hears, when that storage is a PostgresStorage)."""
+        from stent_postgres.storage import PostgresStorage
+
+        if isinstance(storage, PostgresStorage) and storage not in self._echo_sources:
+            self._echo_sources.append(storage)
+
     def _on_notify(self, conn: object, pid: int, channel_name: str, payload: str) -> None:
+        if any(pid in source._db.backend_pids for source in self._echo_sources):
+            return  # sent by this process's own storage
         note = channel.decode(payload)
         if note is not None:
             self._deliver(note)
