@@ -81,28 +81,42 @@ _LOCK_EXECUTION_OF = (
     " WHERE e.execution_id = (SELECT execution_id FROM {s}.tasks WHERE task_id = $1) FOR {mode}"
 )
 _LOCK_PARENT = f"SELECT {TASK_SELECT} FROM {{s}}.tasks WHERE task_id = $1 FOR UPDATE"
-# New steps of a parent whose rows are locked (the usual get_or_create_steps: no signal waits, no limited
-# functions), in one statement: insert those not stored yet, mark the parent waiting when a step it reached is
-# unfinished (stored before or inserted now), and announce the queues of new ready calls and, when a waiting
-# task of a limited function gives its slot back, its own.  $1..$n the task columns, then now, the parent's id
-# and attempt, the step numbers, whether to NOTIFY and the channel.  One row per inserted step (its id), or a
-# single row of NULL when none was.
+# get_or_create_steps' usual case (no signal waits, no limited functions) as one statement that commits on its
+# own: lock the parent's execution (shared) and then the parent (the lock order everywhere: the execution row is
+# locked by the scalar subquery, evaluated below the parent's row lock); when the parent's fence holds and its
+# execution is not stopping, insert the steps not stored yet, mark the parent waiting when a step it reached is
+# unfinished (stored before or inserted now), and announce the queues of new ready calls and, when a waiting task
+# of a limited function gives its slot back, its own.  $1..$n the task columns (execution_id is the parent's,
+# whatever is given), then now, the parent's id, its token, the step numbers, whether to NOTIFY, the channel and
+# whether a stopping execution may still get steps.  Rows: the parent as it was found (NULL when there is none)
+# with each inserted step's id (NULL when none was).
 _CREATE_STEPS = (
-    "WITH ins AS ("
-    + TASK_INSERT_MANY
-    + " ON CONFLICT (parent_task_id, parent_attempt, step) DO NOTHING RETURNING task_id, state, kind, queue),"
-    f" w AS (UPDATE {{s}}.tasks AS o SET state = 'waiting', updated_at = ${_N + 1}"
+    "WITH p AS (SELECT t.task_id, t.execution_id, t.state, t.fencing_token, t.attempt,"
+    " (SELECT e.state FROM {s}.executions AS e WHERE e.execution_id = t.execution_id FOR SHARE) AS execution_state"
+    f" FROM {{s}}.tasks AS t WHERE t.task_id = ${_N + 2} FOR UPDATE OF t),"
+    f" ok AS (SELECT p.execution_id, p.attempt FROM p WHERE p.fencing_token = ${_N + 3}"
+    f" AND p.state IN ('running', 'waiting') AND (${_N + 7}::boolean OR p.execution_state NOT IN {STOPPING_EXECUTION})),"
+    " ins AS ("
+    + TASK_INSERT_MANY.replace("u.execution_id", "ok.execution_id", 1)
+    + ", ok ON CONFLICT (parent_task_id, parent_attempt, step) DO NOTHING RETURNING task_id, state, kind, queue),"
+    f" w AS (UPDATE {{s}}.tasks AS o SET state = 'waiting', updated_at = ${_N + 1} FROM ok"
     f" WHERE o.task_id = ${_N + 2} AND o.state = 'running'"
     f" AND (EXISTS (SELECT 1 FROM ins WHERE ins.state NOT IN {TERMINAL_TASK})"
     f" OR EXISTS (SELECT 1 FROM {{s}}.tasks AS k WHERE k.parent_task_id = ${_N + 2}"
-    f" AND k.parent_attempt = ${_N + 3} AND k.step = ANY(${_N + 4}::integer[])"
+    f" AND k.parent_attempt = ok.attempt AND k.step = ANY(${_N + 4}::integer[])"
     f" AND k.state NOT IN {TERMINAL_TASK}))"
     " RETURNING o.queue, o.max_concurrent),"
     f" n AS (SELECT pg_notify(${_N + 6}::text, json_build_object('kind', 'work', 'queue', q.queue)::text)"
     " FROM (SELECT ins.queue FROM ins WHERE ins.kind = 'call' AND ins.state = 'pending'"
     " UNION SELECT w.queue FROM w WHERE w.max_concurrent IS NOT NULL) AS q"
     f" WHERE ${_N + 5}::boolean)"
-    " SELECT ins.task_id, (SELECT count(*) FROM n) AS notified FROM (SELECT 1) AS one LEFT JOIN ins ON true"
+    " SELECT p.task_id AS parent_id, p.execution_id, p.state, p.fencing_token, p.execution_state,"
+    " ins.task_id, (SELECT count(*) FROM n) AS notified"
+    " FROM (SELECT 1) AS one LEFT JOIN p ON true LEFT JOIN ins ON true"
+)
+# An execution in one of these states takes no new step (unless the caller allows it: a cancelled task's cleanup).
+_STOPPING_STATES = frozenset(
+    {state.value for state in ExecutionState if state.terminal or state is ExecutionState.CANCELLING} | {"deleted"}
 )
 _EXISTING_STEPS = (
     f"SELECT {TASK_SELECT} FROM {{s}}.tasks WHERE parent_task_id = $1 AND parent_attempt = $2 AND step = ANY($3)"
@@ -195,6 +209,9 @@ class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin
         check_time(now)
         signals = any(new.kind is TaskKind.SIGNAL for _, new in steps)
 
+        if not signals and not any(new.max_concurrent is not None for _, new in steps):
+            return await self._create_plain_steps(parent, steps, now, allow_stopping)
+
         async def create(conn: asyncpg.Connection) -> list[TaskRecord]:
             mode = "UPDATE" if signals else "SHARE"
             execution_state = await conn.fetchval(
@@ -207,8 +224,6 @@ class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin
             state = ExecutionState(execution_state)
             if not allow_stopping and (state.terminal or state is ExecutionState.CANCELLING):
                 raise ExecutionStopping(owner.execution_id, state.value)
-            if not signals and not any(new.max_concurrent is not None for _, new in steps):
-                return await self._create_plain_steps(conn, owner, steps, now)
             found = await self._existing_steps(conn, [key for key, _ in steps])
             out: list[TaskRecord] = []
             created: list[TaskRecord] = []
@@ -248,32 +263,40 @@ class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin
         return await self._db.run(create)
 
     async def _create_plain_steps(
-        self, conn: asyncpg.Connection, owner: TaskRecord, steps: Sequence[tuple[StepKey, NewTask]], now: datetime
+        self, parent: Fence, steps: Sequence[tuple[StepKey, NewTask]], now: datetime, allow_stopping: bool
     ) -> list[TaskRecord]:
-        """get_or_create_steps' usual case, its writes in one statement (see _CREATE_STEPS)."""
+        """get_or_create_steps' usual case in one statement and one round trip (see _CREATE_STEPS)."""
         fresh: dict[StepKey, TaskRecord] = {}
-        for key, new in steps:  # the same key twice in one call is one step
+        for key, new in steps:  # the same key twice in one call is one step; the execution id comes back below
             if key not in fresh:
-                fresh[key] = task_from_new(new, owner.execution_id, now, parent_task_id=owner.task_id, key=key)
-        rows = await conn.fetch(
+                fresh[key] = task_from_new(new, "", now, parent_task_id=parent.task_id, key=key)
+        rows = await self._db.fetch(
             self._sql(_CREATE_STEPS),
             *task_arrays(list(fresh.values())),
             now,
-            owner.task_id,
-            owner.attempt,
-            [
-                key.step
-                for key in fresh
-                if key.parent_task_id == owner.task_id and key.parent_attempt == owner.attempt
-            ],
+            parent.task_id,
+            parent.token,
+            [key.step for key in fresh if key.parent_task_id == parent.task_id],
             self.settings.notify,
             self._channel,
+            allow_stopping,
         )
+        found = rows[0]
+        check_fence(parent, found if found["parent_id"] is not None else None)
+        execution_id = found["execution_id"]
+        if not allow_stopping and (found["execution_state"] or "deleted") in _STOPPING_STATES:
+            raise ExecutionStopping(execution_id, found["execution_state"] or "deleted")
         inserted = {row["task_id"] for row in rows if row["task_id"] is not None}
-        if len(inserted) < len(fresh):  # a replay: the steps stored before are read back as they are
-            stored = await self._existing_steps(conn, [k for k, t in fresh.items() if t.task_id not in inserted])
-            fresh.update(stored)
-        return [fresh[key] for key, _ in steps]
+        records = {key: attrs.evolve(task, execution_id=execution_id) for key, task in fresh.items()}
+        if len(inserted) < len(records):  # a replay: the steps stored before are read back as they are
+            stored = await self._db.run(
+                lambda conn: self._existing_steps(
+                    conn, [k for k, t in records.items() if t.task_id not in inserted]
+                ),
+                transaction=False,
+            )
+            records.update(stored)
+        return [records[key] for key, _ in steps]
 
     async def _existing_steps(
         self, conn: asyncpg.Connection, keys: Sequence[StepKey]
