@@ -86,6 +86,35 @@ async def test_foreign_messages_on_the_subjects_are_ignored(make_notifier: Notif
     assert inbox.notes == [good]
 
 
+@pytest.mark.parametrize("options", [{}, {"no_echo": False}])
+async def test_the_publishing_notifier_hears_its_own_messages_once(
+    nats_url: str, prefix: str, options: dict[str, Any]
+) -> None:
+    """The server does not echo a notifier's messages back to it (no_echo): the notifier hands them to its own
+    listeners itself, once, and other notifiers hear them from the server, once; with nats-py's no_echo=False
+    the server's echo delivers them, still once."""
+    publisher = Stent.notifications.NatsBackend(f"{nats_url}?prefix={prefix}.echo", **options)
+    other = Stent.notifications.from_url(f"{nats_url}?prefix={prefix}.echo")
+    mine, theirs = Inbox(), Inbox()
+    await publisher.connect()
+    await other.connect()
+    try:
+        publisher.subscribe(mine)
+        other.subscribe(theirs)
+        sent = [marker("own-1"), marker("own-2")]
+        await publisher.publish(sent)
+        await theirs.receives(sent, 5)
+        await mine.receives(sent, 5)
+        closing = marker("closing")  # after it arrives everywhere, a late duplicate would have arrived too
+        await other.publish([closing])
+        await mine.receives([*sent, closing], 5)
+        assert mine.notes.count(sent[0]) == 1 and mine.notes.count(sent[1]) == 1
+        assert theirs.notes.count(sent[0]) == 1
+    finally:
+        await publisher.close()
+        await other.close()
+
+
 async def test_a_batch_is_published_without_waiting_for_the_server(
     make_notifier: NotifierFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,6 +53,9 @@ class NatsNotifier:
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
         self._listeners: list[NotificationListener] = []
+        # Whether the server leaves out this connection's own messages (see _options), which publish() then
+        # delivers to this notifier's listeners itself.
+        self._no_echo = bool(settings.driver_options.get("no_echo", True))
         self._client: Client | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
@@ -125,6 +128,9 @@ class NatsNotifier:
             raise StorageUnavailable(
                 f"could not publish to NATS at {self.settings.address}: {describe_error(exc)}"
             ) from exc
+        if self._no_echo:  # what the server no longer echoes, this notifier's listeners get here
+            for note in notifications:
+                self._deliver(note)
 
     def subscribe(self, listener: NotificationListener) -> Callable[[], None]:
         """Call ``listener`` for every notification of the prefix; returns a function that unsubscribes."""
@@ -186,6 +192,9 @@ class NatsNotifier:
             "connect_timeout": settings.connect_timeout,
             "ping_interval": PING_INTERVAL,
             "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
+            # The server does not send this connection's own messages back: publish() hands them to this
+            # notifier's listeners directly, without the round trip and the parsing.
+            "no_echo": True,
         }
         if settings.wants_tls:
             options["tls"] = self._tls_context()
@@ -280,8 +289,10 @@ class NatsNotifier:
 
     async def _on_message(self, message: Msg) -> None:
         note = decode_notification(message.data, log)
-        if note is None:
-            return
+        if note is not None:
+            self._deliver(note)
+
+    def _deliver(self, note: Notification) -> None:
         for listener in list(self._listeners):
             # One listener's bug must neither starve the others nor end the subscription.
             try:
