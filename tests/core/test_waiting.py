@@ -69,6 +69,7 @@ async def client(shared: MemoryStorage, notifier: Any, clock: FakeClock) -> Any:
         clock=clock,
         poll_min_interval=1,
         poll_max_interval=8,
+        poll_backoff_factor=2,
     )
     yield executor
     await executor.close()
@@ -287,3 +288,26 @@ async def test_a_limited_task_that_ends_announces_the_slot_it_frees(
     assert await until_done(asyncio.ensure_future(here.wait_for(execution_id)), clock) == 1
     await here.close()
     await there.close()
+
+
+async def test_without_hints_a_waiter_polls_at_growing_intervals(
+    client: Any, shared: MemoryStorage, clock: FakeClock
+) -> None:
+    """Nothing announced: the waiter reads at poll_min_interval (1 s here), then each interval twice the last, up
+    to poll_max_interval (8 s): at 1, 3, 7, 15 and 23 s."""
+    other = Stent(shared, clock=clock)
+    execution_id = await other.dispatch(triple, 1)
+    waiter = asyncio.ensure_future(client.wait_for(execution_id))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    reads_at = []
+    before = client.backend.reads["get_execution"]  # the first look, before waiting
+    for second in range(1, 25):
+        clock.advance(1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if client.backend.reads["get_execution"] > before:
+            reads_at.append(second)
+            before = client.backend.reads["get_execution"]
+    assert reads_at == [1, 3, 7, 15, 23]
+    waiter.cancel()

@@ -190,9 +190,9 @@ class WaiterRegistry:
             named, self._look_at, self._look_all = self._look_at, set(), False
             if kicked:
                 interval = self._min
-            if full:
-                next_full = self._clock.monotonic() + interval
+            if full:  # the next one backs off further (poll_min_interval, then times the factor each time)
                 interval = min(interval * self._factor, self._max)
+                next_full = self._clock.monotonic() + interval
             try:
                 ids = list(self._futures)
                 if ids:
