@@ -24,11 +24,13 @@ from stent_postgres.rows import (
     EXECUTION_SELECT,
     TASK_COLUMNS,
     TASK_INSERT_MANY,
+    UNIFORM_TASK_INSERT,
     check_time,
     execution_from_row,
     task_arrays,
     task_from_new,
     task_from_row,
+    uniform_task_params,
 )
 
 Outcome = TaskRecord | LeaseLost | TaskNotFound
@@ -57,6 +59,14 @@ _COMPLETE_MANY = (
     " (SELECT count(*) FROM e) AS finished_executions, (SELECT count(*) FROM n) AS notified FROM t"
 )
 
+# $1, $2: the ids of the executions to create and of their root tasks; $3 function, $4 queue, $5 now, $6 deadline
+# (a uniform batch: every execution alike but its ids).
+_INSERT_UNIFORM_EXECUTIONS = (
+    "INSERT INTO {s}.executions (execution_id, root_task_id, function, queue, state, created_at, updated_at,"
+    " deadline) SELECT u.execution_id, u.root_task_id, $3::text, $4::text, 'pending', $5, $5, $6::timestamptz"
+    " FROM unnest($1::text[], $2::text[]) AS u(execution_id, root_task_id)"
+    " ON CONFLICT (execution_id) DO NOTHING RETURNING execution_id"
+)
 # $1..$4 and $6: one array per column of the executions to create; $5 now.
 _INSERT_EXECUTIONS = (
     "INSERT INTO {s}.executions (execution_id, root_task_id, function, queue, state, created_at, updated_at,"
@@ -127,22 +137,32 @@ class BatchMixin(FinishingMixin):
         check_time(now)
         if not news:
             return []
-        fresh: dict[str, tuple[ExecutionRecord, TaskRecord]] = {}
+        fresh: dict[str, tuple[ExecutionRecord, NewExecution]] = {}
         for new in news:
             if new.execution_id in fresh:
                 continue
             check_time(new.deadline)
-            root = task_from_new(new.root, new.execution_id, now)
-            fresh[new.execution_id] = (
-                execution_record_for(new, now),
-                root,
-            )
+            check_time(new.root.scheduled_for)
+            fresh[new.execution_id] = (execution_record_for(new, now), new)
         executions = [e for e, _ in fresh.values()]
+        first = news[0]
+        # A batch dispatch of one function (dispatch_many): every row alike but its ids and arguments.
+        shared = _shared_columns(first)
+        uniform = all(_shared_columns(new) == shared for new in news)
 
         async def create(conn: asyncpg.Connection) -> list[tuple[ExecutionRecord, bool]]:
-            created = {
-                row[0]
-                for row in await conn.fetch(
+            if uniform:
+                inserted = await conn.fetch(
+                    self._sql(_INSERT_UNIFORM_EXECUTIONS),
+                    [e.execution_id for e in executions],
+                    [e.root_task_id for e in executions],
+                    first.root.function,
+                    first.root.queue,
+                    now,
+                    first.deadline,
+                )
+            else:
+                inserted = await conn.fetch(
                     self._sql(_INSERT_EXECUTIONS),
                     [e.execution_id for e in executions],
                     [e.root_task_id for e in executions],
@@ -151,20 +171,21 @@ class BatchMixin(FinishingMixin):
                     now,
                     [e.deadline for e in executions],
                 )
-            }
-            roots = [root for eid, (_, root) in fresh.items() if eid in created]
-            if roots:
-                await conn.execute(self._sql(TASK_INSERT_MANY), *task_arrays(roots))
-                limits: dict[str, int] = {}
-                for root in roots:
-                    if root.max_concurrent is not None:
-                        limits[root.function] = max(limits.get(root.function, 0), root.max_concurrent)
-                if limits:
-                    functions = sorted(limits)
-                    await conn.execute(self._sql(_INSERT_LIMITED), functions, [limits[f] for f in functions])
-                await self._notify(
-                    conn, [Notification(kind="work", queue=q) for q in sorted({r.queue for r in roots})]
+            created = {row[0] for row in inserted}
+            if created and uniform:
+                made = [new for eid, (_, new) in fresh.items() if eid in created]
+                await conn.execute(
+                    self._sql(UNIFORM_TASK_INSERT),
+                    [new.root.task_id for new in made],
+                    [new.execution_id for new in made],
+                    [new.root.args for new in made],
+                    *uniform_task_params(task_from_new(first.root, first.execution_id, now)),
                 )
+                await self._created_roots(conn, [task_from_new(first.root, first.execution_id, now)])
+            elif created:
+                roots = [task_from_new(new.root, eid, now) for eid, (_, new) in fresh.items() if eid in created]
+                await conn.execute(self._sql(TASK_INSERT_MANY), *task_arrays(roots))
+                await self._created_roots(conn, roots)
             stored: dict[str, ExecutionRecord] = {}
             others = [eid for eid in fresh if eid not in created]
             if others:
@@ -187,3 +208,34 @@ class BatchMixin(FinishingMixin):
             return out
 
         return await self._db.run(create)
+
+    async def _created_roots(self, conn: asyncpg.Connection, roots: Sequence[TaskRecord]) -> None:
+        """After new root tasks were inserted: their functions' limits recorded, their queues announced (one task
+        stands for all of a uniform batch)."""
+        limits: dict[str, int] = {}
+        for root in roots:
+            if root.max_concurrent is not None:
+                limits[root.function] = max(limits.get(root.function, 0), root.max_concurrent)
+        if limits:
+            functions = sorted(limits)
+            await conn.execute(self._sql(_INSERT_LIMITED), functions, [limits[f] for f in functions])
+        await self._notify(conn, [Notification(kind="work", queue=q) for q in sorted({r.queue for r in roots})])
+
+
+def _shared_columns(new: NewExecution) -> tuple[object, ...]:
+    """What a uniform batch's executions have in common: everything but their ids and arguments."""
+    root = new.root
+    return (
+        new.deadline,
+        root.function,
+        root.queue,
+        root.tags,
+        root.priority,
+        root.kind,
+        root.scheduled_for,
+        root.max_attempts,
+        root.max_concurrent,
+        root.options,
+        root.state,
+        root.result,
+    )

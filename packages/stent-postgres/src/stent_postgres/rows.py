@@ -109,6 +109,33 @@ TASK_INSERT_MANY = (
     + f") AS u({TASK_SELECT})"
 )
 
+#: The columns that differ between the root tasks of a batch dispatch of one function (``dispatch_many``).
+VARYING_TASK_COLUMNS = ("task_id", "execution_id", "args")
+
+#: ``INSERT`` of tasks that share every column but :data:`VARYING_TASK_COLUMNS`: those three as arrays ($1..$3),
+#: then each other column once, in :data:`TASK_COLUMNS` order.  A batch of thousands sends three arrays instead of
+#: twenty-seven (the driver checks every element of every array it encodes).
+UNIFORM_TASK_INSERT = (
+    f"INSERT INTO {{s}}.tasks ({TASK_SELECT}) SELECT "
+    + ", ".join(
+        f"u.{c}"
+        if c in VARYING_TASK_COLUMNS
+        else f"${4 + [x for x in TASK_COLUMNS if x not in VARYING_TASK_COLUMNS].index(c)}::{column_type(c)}"
+        for c in TASK_COLUMNS
+    )
+    + f" FROM unnest($1::text[], $2::text[], $3::text[]) AS u({', '.join(VARYING_TASK_COLUMNS)})"
+)
+
+
+def uniform_task_params(task: TaskRecord) -> list[Any]:
+    """The shared columns of :data:`UNIFORM_TASK_INSERT` (``$4`` on), taken from one task of the batch."""
+    return [
+        value
+        for column, value in zip(TASK_COLUMNS, task_params(task), strict=True)
+        if column not in VARYING_TASK_COLUMNS
+    ]
+
+
 #: The values of one task as statement parameters ``$1..$n`` (in :data:`TASK_COLUMNS` order), typed.
 TASK_VALUES = ", ".join(f"${i + 1}::{column_type(c)}" for i, c in enumerate(TASK_COLUMNS))
 

@@ -8,6 +8,9 @@ own child ends as if they had been completed one after the other.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+
+import attrs
 
 from stent.clocks import FakeClock
 from stent.errors import LeaseLost, TaskNotFound
@@ -31,6 +34,37 @@ class BatchConformance(StorageCase):
             assert await self.execution(storage, new.execution_id) == execution
         claimed = await storage.claim_tasks(request(limit=10), clock.now())
         assert sorted(ids(claimed)) == sorted(n.root.task_id for n in news)
+
+    async def test_a_batch_of_alike_executions_is_stored_as_one_by_one(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """Executions alike but for their ids and arguments (a batch dispatch of one function, with options) are
+        stored exactly as create_execution stores each."""
+        options = {
+            "queue": "alike",
+            "tags": ("t1", "t2"),
+            "priority": 3,
+            "max_attempts": 4,
+            "max_concurrent": 2,
+            "options": '{"retry": "x"}',
+            "scheduled_for": clock.now(),
+            "deadline": clock.now() + timedelta(hours=1),
+        }
+        news = [new_execution("alike_fn", args=json.dumps([i]), **dict(options)) for i in range(3)]
+        single = new_execution("alike_fn", args="[9]", **dict(options))
+        made = await storage.create_executions(news, clock.now())
+        expected_execution, _ = await storage.create_execution(single, clock.now())
+        expected_root = await storage.get_task(single.root.task_id)
+        assert expected_root is not None
+        for (execution, created), new in zip(made, news, strict=True):
+            assert created
+            assert execution == attrs.evolve(
+                expected_execution, execution_id=new.execution_id, root_task_id=new.root.task_id
+            )
+            assert await self.execution(storage, new.execution_id) == execution
+            assert await storage.get_task(new.root.task_id) == attrs.evolve(
+                expected_root, task_id=new.root.task_id, execution_id=new.execution_id, args=new.root.args
+            )
 
     async def test_create_executions_keeps_what_exists(self, storage: Storage, clock: FakeClock) -> None:
         """An id already stored, or given twice in the batch, is created once; later ones return it unchanged."""
