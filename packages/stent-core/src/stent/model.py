@@ -231,6 +231,26 @@ def execution_record_for(new: NewExecution, now: datetime) -> ExecutionRecord:
     )
 
 
+def shared_part(new: NewExecution) -> tuple[object, ...]:
+    """Everything of a new execution but its ids and its root's arguments.  A batch whose executions all have the
+    same shared part (a batch dispatch of one function) lets storage send what they share once."""
+    root = new.root
+    return (
+        new.deadline,
+        root.function,
+        root.queue,
+        root.tags,
+        root.priority,
+        root.kind,
+        root.scheduled_for,
+        root.max_attempts,
+        root.max_concurrent,
+        root.options,
+        root.state,
+        root.result,
+    )
+
+
 @attrs.frozen
 class ClaimRequest:
     """Which tasks a worker may take.

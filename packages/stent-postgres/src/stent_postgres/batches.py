@@ -16,7 +16,7 @@ from datetime import datetime
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
 from stent.errors import LeaseLost, StorageUnavailable, TaskNotFound
-from stent.model import Completion, ExecutionRecord, NewExecution, TaskRecord, execution_record_for
+from stent.model import Completion, ExecutionRecord, NewExecution, TaskRecord, execution_record_for, shared_part
 from stent.ports import Notification
 from stent_postgres.base import FINISH_EXECUTION_CTE, LEASED, WAKE_PARENT_CTE
 from stent_postgres.finishing import FinishingMixin
@@ -147,8 +147,8 @@ class BatchMixin(FinishingMixin):
         executions = [e for e, _ in fresh.values()]
         first = news[0]
         # A batch dispatch of one function (dispatch_many): every row alike but its ids and arguments.
-        shared = _shared_columns(first)
-        uniform = all(_shared_columns(new) == shared for new in news)
+        shared = shared_part(first)
+        uniform = all(shared_part(new) == shared for new in news)
 
         async def create(conn: asyncpg.Connection) -> list[tuple[ExecutionRecord, bool]]:
             if uniform:
@@ -220,22 +220,3 @@ class BatchMixin(FinishingMixin):
             functions = sorted(limits)
             await conn.execute(self._sql(_INSERT_LIMITED), functions, [limits[f] for f in functions])
         await self._notify(conn, [Notification(kind="work", queue=q) for q in sorted({r.queue for r in roots})])
-
-
-def _shared_columns(new: NewExecution) -> tuple[object, ...]:
-    """What a uniform batch's executions have in common: everything but their ids and arguments."""
-    root = new.root
-    return (
-        new.deadline,
-        root.function,
-        root.queue,
-        root.tags,
-        root.priority,
-        root.kind,
-        root.scheduled_for,
-        root.max_attempts,
-        root.max_concurrent,
-        root.options,
-        root.state,
-        root.result,
-    )

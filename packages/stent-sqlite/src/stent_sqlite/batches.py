@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from stent.errors import LeaseLost, TaskNotFound
-from stent.model import Completion, ExecutionRecord, NewExecution, TaskRecord, execution_record_for
+from stent.model import Completion, ExecutionRecord, NewExecution, TaskRecord, execution_record_for, shared_part
 from stent_sqlite.rows import (
+    EXECUTION_COLUMNS,
     EXECUTION_INSERT,
     EXECUTION_SELECT,
+    TASK_COLUMNS,
     TASK_INSERT,
     TASK_SELECT,
     encode_list,
@@ -87,16 +89,20 @@ def create_many(
         ).fetchall()
     }
     made: dict[str, ExecutionRecord] = {}
-    roots: list[TaskRecord] = []
+    fresh: list[NewExecution] = []
     for new in news:
         if new.execution_id in stored or new.execution_id in made:
             continue
-        root = task_from_new(new.root, new.execution_id, now)
         made[new.execution_id] = execution_record_for(new, now)
-        roots.append(root)
-    if made:
-        conn.executemany(EXECUTION_INSERT, [execution_params(e) for e in made.values()])
-        conn.executemany(TASK_INSERT, [task_params(t) for t in roots])
+        fresh.append(new)
+    if fresh:
+        shared = shared_part(fresh[0])
+        if all(shared_part(new) == shared for new in fresh):
+            # A batch dispatch of one function: every row is the first's but for its ids and arguments.
+            _insert_alike(conn, fresh, now)
+        else:
+            conn.executemany(EXECUTION_INSERT, [execution_params(made[new.execution_id]) for new in fresh])
+            conn.executemany(TASK_INSERT, [task_params(task_from_new(n.root, n.execution_id, now)) for n in fresh])
     existing: dict[str, ExecutionRecord] = {}
     if stored:
         rows = conn.execute(
@@ -112,6 +118,29 @@ def create_many(
         else:
             out.append((existing.get(new.execution_id) or _created_here(out, new.execution_id), False))
     return out
+
+
+def _insert_alike(conn: sqlite3.Connection, fresh: Sequence[NewExecution], now: datetime) -> None:
+    """Insert executions alike but for their ids and arguments: each row is the first's parameters with its own
+    ids and arguments put in (building a record per row cost more than SQLite's insert)."""
+    first = fresh[0]
+    execution_row = list(execution_params(execution_record_for(first, now)))
+    task_row = list(task_params(task_from_new(first.root, first.execution_id, now)))
+    executions, tasks = [], []
+    for new in fresh:
+        execution_row[_EXECUTION_ID] = new.execution_id
+        execution_row[_ROOT_TASK_ID] = new.root.task_id
+        executions.append(tuple(execution_row))
+        task_row[_TASK_ID] = new.root.task_id
+        task_row[_TASK_EXECUTION_ID] = new.execution_id
+        task_row[_TASK_ARGS] = new.root.args
+        tasks.append(tuple(task_row))
+    conn.executemany(EXECUTION_INSERT, executions)
+    conn.executemany(TASK_INSERT, tasks)
+
+
+_EXECUTION_ID, _ROOT_TASK_ID = EXECUTION_COLUMNS.index("execution_id"), EXECUTION_COLUMNS.index("root_task_id")
+_TASK_ID, _TASK_EXECUTION_ID, _TASK_ARGS = (TASK_COLUMNS.index(c) for c in ("task_id", "execution_id", "args"))
 
 
 def _created_here(out: list[tuple[ExecutionRecord, bool]], execution_id: str) -> ExecutionRecord:

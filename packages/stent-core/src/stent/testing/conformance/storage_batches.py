@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import attrs
 
@@ -40,7 +41,7 @@ class BatchConformance(StorageCase):
     ) -> None:
         """Executions alike but for their ids and arguments (a batch dispatch of one function, with options) are
         stored exactly as create_execution stores each."""
-        options = {
+        options: dict[str, Any] = {
             "queue": "alike",
             "tags": ("t1", "t2"),
             "priority": 3,
