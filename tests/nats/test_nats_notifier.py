@@ -115,6 +115,42 @@ async def test_the_publishing_notifier_hears_its_own_messages_once(
         await other.close()
 
 
+async def test_publish_soon_sends_a_turns_hints_in_one_write(nats_url: str, prefix: str) -> None:
+    """What one turn of the event loop hands to publish_soon goes out in one write at the end of the turn: other
+    notifiers hear each hint once, and the publishing notifier's own listeners get them once; a closed notifier
+    takes nothing."""
+    publisher = Stent.notifications.from_url(f"{nats_url}?prefix={prefix}.soon")
+    other = Stent.notifications.from_url(f"{nats_url}?prefix={prefix}.soon")
+    mine, theirs = Inbox(), Inbox()
+    await publisher.connect()
+    await other.connect()
+    try:
+        publisher.subscribe(mine)
+        other.subscribe(theirs)
+        transport = publisher._client._transport  # what the notifier writes to
+        writes = []
+        original = transport.writelines
+
+        def counting(data: Any) -> None:
+            writes.append(list(data))
+            original(data)
+
+        transport.writelines = counting
+        sent = [marker(f"soon-{i}") for i in range(3)]
+        assert all(publisher.publish_soon([note]) for note in sent)
+        await theirs.receives(sent, 5)
+        assert [len(batch) for batch in writes] == [3]
+        closing = marker("closing")  # once it arrives, a duplicate sent before it would have too
+        await other.publish([closing])
+        await mine.receives([*sent, closing], 5)
+        assert [mine.notes.count(note) for note in sent] == [1, 1, 1]
+        assert [theirs.notes.count(note) for note in sent] == [1, 1, 1]
+    finally:
+        await publisher.close()
+        await other.close()
+    assert not publisher.publish_soon([marker("after-close")])
+
+
 async def test_a_batch_is_published_without_waiting_for_the_server(
     make_notifier: NotifierFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

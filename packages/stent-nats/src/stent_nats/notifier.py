@@ -27,6 +27,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import AuthorizationError, NoServersError
+from nats.protocol.command import pub_cmd
 
 from stent.clocks import SystemClock
 from stent.errors import ConfigurationError, StorageUnavailable
@@ -56,6 +57,7 @@ class NatsNotifier:
         # Whether the server leaves out this connection's own messages (see _options), which publish() then
         # delivers to this notifier's listeners itself.
         self._no_echo = bool(settings.driver_options.get("no_echo", True))
+        self._soon: list[bytes] = []
         self._client: Client | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()
@@ -131,6 +133,30 @@ class NatsNotifier:
         if self._no_echo:  # what the server no longer echoes, this notifier's listeners get here
             for note in notifications:
                 self._deliver(note)
+
+    def publish_soon(self, notifications: Sequence[Notification]) -> bool:
+        """Publish without being awaited: the messages go into the connection's write buffer at the end of this turn
+        of the loop, in one write, beside nats-py's own (a whole protocol message each).  False when not connected:
+        then call :meth:`publish`."""
+        client = self._client
+        transport = getattr(client, "_transport", None)
+        if client is None or not client.is_connected or not callable(getattr(transport, "writelines", None)):
+            return False
+        commands = [
+            pub_cmd(self.settings.subject(note.kind), "", encode_notification(note)) for note in notifications
+        ]
+        if not self._soon:
+            asyncio.get_running_loop().call_soon(self._write_soon, transport)
+        self._soon.extend(commands)
+        if self._no_echo:
+            for note in notifications:
+                self._deliver(note)
+        return True
+
+    def _write_soon(self, transport: Any) -> None:
+        commands, self._soon = self._soon, []
+        with contextlib.suppress(Exception):  # a connection going down: lost hints, which polling covers
+            transport.writelines(commands)
 
     def subscribe(self, listener: NotificationListener) -> Callable[[], None]:
         """Call ``listener`` for every notification of the prefix; returns a function that unsubscribes."""
