@@ -79,37 +79,38 @@ def create_many(
     conn: sqlite3.Connection, news: Sequence[NewExecution], now: datetime
 ) -> list[tuple[ExecutionRecord, bool]]:
     """Create the executions of ``news`` not stored yet, in the caller's transaction; each record and whether
-    this call created it, in order."""
-    ids = [new.execution_id for new in news]
-    stored = {
-        row[0]
-        for row in conn.execute(
-            "SELECT execution_id FROM stent_executions WHERE execution_id IN (SELECT value FROM json_each(?))",
-            (encode_list(ids),),
-        ).fetchall()
-    }
+    this call created it, in order.
+
+    The executions are inserted first (an id already stored is skipped); only when fewer rows landed than were
+    given does it look which ids were there before (their root task is not the one given).
+    """
     made: dict[str, ExecutionRecord] = {}
     fresh: list[NewExecution] = []
     for new in news:
-        if new.execution_id in stored or new.execution_id in made:
-            continue
-        made[new.execution_id] = execution_record_for(new, now)
-        fresh.append(new)
-    if fresh:
-        shared = shared_part(fresh[0])
-        if all(shared_part(new) == shared for new in fresh):
-            # A batch dispatch of one function: every row is the first's but for its ids and arguments.
-            _insert_alike(conn, fresh, now)
-        else:
-            conn.executemany(EXECUTION_INSERT, [execution_params(made[new.execution_id]) for new in fresh])
-            conn.executemany(TASK_INSERT, [task_params(task_from_new(n.root, n.execution_id, now)) for n in fresh])
+        if new.execution_id not in made:
+            made[new.execution_id] = execution_record_for(new, now)
+            fresh.append(new)
+    shared = shared_part(fresh[0])
+    if all(shared_part(new) == shared for new in fresh):
+        # A batch dispatch of one function: every row is the first's but for its ids and arguments.
+        executions, tasks = _alike_rows(fresh, now)
+    else:
+        executions = [execution_params(made[new.execution_id]) for new in fresh]
+        tasks = [task_params(task_from_new(new.root, new.execution_id, now)) for new in fresh]
+    before = conn.total_changes
+    conn.executemany(EXECUTION_INSERT, executions)
     existing: dict[str, ExecutionRecord] = {}
-    if stored:
+    if conn.total_changes - before < len(fresh):
         rows = conn.execute(
             f"SELECT {EXECUTION_SELECT} FROM stent_executions WHERE execution_id IN (SELECT value FROM json_each(?))",
-            (encode_list(sorted(stored)),),
+            (encode_list(list(made)),),
         ).fetchall()
-        existing = {e.execution_id: e for e in map(execution_from_row, rows)}
+        for stored in map(execution_from_row, rows):
+            if stored.root_task_id != made[stored.execution_id].root_task_id:  # there before this call
+                existing[stored.execution_id] = stored
+                del made[stored.execution_id]
+        tasks = [row for row, new in zip(tasks, fresh, strict=True) if new.execution_id in made]
+    conn.executemany(TASK_INSERT, tasks)
     out: list[tuple[ExecutionRecord, bool]] = []
     for new in news:
         execution = made.pop(new.execution_id, None)
@@ -120,9 +121,11 @@ def create_many(
     return out
 
 
-def _insert_alike(conn: sqlite3.Connection, fresh: Sequence[NewExecution], now: datetime) -> None:
-    """Insert executions alike but for their ids and arguments: each row is the first's parameters with its own
-    ids and arguments put in (building a record per row cost more than SQLite's insert)."""
+def _alike_rows(
+    fresh: Sequence[NewExecution], now: datetime
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The insert parameters of executions alike but for their ids and arguments: each row is the first's with
+    its own ids and arguments put in (building a record per row cost more than SQLite's insert)."""
     first = fresh[0]
     execution_row = list(execution_params(execution_record_for(first, now)))
     task_row = list(task_params(task_from_new(first.root, first.execution_id, now)))
@@ -135,8 +138,7 @@ def _insert_alike(conn: sqlite3.Connection, fresh: Sequence[NewExecution], now: 
         task_row[_TASK_EXECUTION_ID] = new.execution_id
         task_row[_TASK_ARGS] = new.root.args
         tasks.append(tuple(task_row))
-    conn.executemany(EXECUTION_INSERT, executions)
-    conn.executemany(TASK_INSERT, tasks)
+    return executions, tasks
 
 
 _EXECUTION_ID, _ROOT_TASK_ID = EXECUTION_COLUMNS.index("execution_id"), EXECUTION_COLUMNS.index("root_task_id")
