@@ -169,16 +169,26 @@ async def latency(env: Environment, rounds: int, *, random_phase: bool = True) -
     ]
 
 
-async def sequential_workflow(env: Environment, steps: int, rounds: int) -> list[Figure]:
-    """One durable function awaiting ``steps`` trivial steps one after another: dispatch to result (median)."""
+async def _timed_rounds(
+    env: Environment, fn: DurableFunction[..., Any], warm_up: int, size: int, rounds: int
+) -> list[tuple[float, Any]]:
+    """``fn(size)`` dispatched and awaited ``rounds`` times, each once the worker is idle, after one ``fn(warm_up)``:
+    each round's seconds and result."""
     client, worker, calls = await _worker_and_client(env)
-    await _run(client, sequence, 2)  # warm-up
-    times = []
+    await _run(client, fn, warm_up)
+    timed = []
     for _ in range(rounds):
         await calls.idle(lambda: worker.lifecycle.running_tasks, after_empty_claim=False)
         started = time.perf_counter()
-        await _run(client, sequence, steps)
-        times.append((time.perf_counter() - started) * 1000)
+        result = await _run(client, fn, size)
+        timed.append((time.perf_counter() - started, result))
+    return timed
+
+
+async def sequential_workflow(env: Environment, steps: int, rounds: int) -> list[Figure]:
+    """One durable function awaiting ``steps`` trivial steps one after another: dispatch to result (median)."""
+    timed = await _timed_rounds(env, sequence, 2, steps, rounds)
+    times = [seconds * 1000 for seconds, _ in timed]
     details = {"steps": steps, "rounds": rounds, "round_ms": times}
     label = f"sequential {steps} steps"
     return [
@@ -196,16 +206,11 @@ async def sequential_workflow(env: Environment, steps: int, rounds: int) -> list
 
 async def fan_out_workflow(env: Environment, children: int, rounds: int, full_children: int) -> list[Figure]:
     """One workflow mapping ``children`` trivial children and gathering them: dispatch to result (median)."""
-    client, worker, calls = await _worker_and_client(env)
-    await _run(client, fan_out, 5)  # warm-up
-    times = []
-    for _ in range(rounds):
-        await calls.idle(lambda: worker.lifecycle.running_tasks, after_empty_claim=False)
-        started = time.perf_counter()
-        total = await _run(client, fan_out, children)
-        times.append(time.perf_counter() - started)
+    timed = await _timed_rounds(env, fan_out, 5, children, rounds)
+    for _, total in timed:
         if total != children * (children - 1) // 2:
             raise AssertionError(f"the fan-out of {children} returned {total}")
+    times = [seconds for seconds, _ in timed]
     details = {"children": children, "rounds": rounds, "round_seconds": times}
     return [
         Figure(

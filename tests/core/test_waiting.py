@@ -89,6 +89,12 @@ async def finish_elsewhere(
     return [t.execution_id for t in tasks]
 
 
+async def turns(count: int = 5) -> None:
+    """Let the event loop run ``count`` turns (what is scheduled now, and what that schedules, happens)."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
 async def until_done(waiter: asyncio.Future[Any], clock: FakeClock, *, advance: float = 0.0) -> Any:
     """Let the loop run (moving the fake clock by ``advance`` first) until ``waiter`` is done."""
     if advance:
@@ -162,12 +168,10 @@ async def test_a_lost_hint_costs_one_poll_even_while_other_hints_keep_coming(
     while not lost_waiter.done():  # a hint every 0.3 s, each naming only the other execution
         assert advanced < 1.0 + 0.3, "the lost hint's execution was not found by the next full poll"
         await notifier.publish([Notification(kind="finished", task_id=tasks[busy].task_id, execution_id=busy)])
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await turns()
         clock.advance(0.3)
         advanced += 0.3
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await turns()
     assert advanced >= 1.0, "found before its poll was due: the hints about the other execution read it too"
     assert await until_done(lost_waiter, clock) == 3
     busy_waiter.cancel()
@@ -204,8 +208,7 @@ async def test_a_process_passes_over_its_own_hints_and_hears_the_others(
     (await here._started()).on_work(heard_here.append)  # what a worker of each process listens to
     (await there._started()).on_work(heard_there.append)
     await here.dispatch(triple, 1)
-    for _ in range(5):  # the hint is published in the background
-        await asyncio.sleep(0)
+    await turns()  # the hint is published in the background
     assert [n.kind for n in notifier.published] == ["work"]
     assert heard_here == ["default"]
     assert heard_there == ["default"]
@@ -249,8 +252,7 @@ async def test_a_notifier_that_publishes_soon_is_not_awaited(
     soon = SoonNotifier(notifier, taking=taking)
     executor = Stent(shared, notification_backend=soon, clock=clock)
     await executor.dispatch(triple, 1)
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await turns()
     sent = soon.soon if taking else soon.awaited
     assert [(n.kind, n.queue) for n in sent] == [("work", "default")]
     assert (soon.awaited if taking else soon.soon) == []
@@ -282,8 +284,7 @@ async def test_a_limited_task_that_ends_announces_the_slot_it_frees(
     heard_here.clear()
     heard_there.clear()
     await rt.task_finished(record)
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await turns()
     assert heard_here == ["limited"] and heard_there == ["limited"]
     assert await until_done(asyncio.ensure_future(here.wait_for(execution_id)), clock) == 1
     await here.close()
@@ -298,14 +299,12 @@ async def test_without_hints_a_waiter_polls_at_growing_intervals(
     other = Stent(shared, clock=clock)
     execution_id = await other.dispatch(triple, 1)
     waiter = asyncio.ensure_future(client.wait_for(execution_id))
-    for _ in range(5):
-        await asyncio.sleep(0)
+    await turns()
     reads_at = []
     before = client.backend.reads["get_execution"]  # the first look, before waiting
     for second in range(1, 25):
         clock.advance(1)
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await turns()
         if client.backend.reads["get_execution"] > before:
             reads_at.append(second)
             before = client.backend.reads["get_execution"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -86,6 +87,25 @@ async def test_foreign_messages_on_the_subjects_are_ignored(make_notifier: Notif
     assert inbox.notes == [good]
 
 
+@contextlib.asynccontextmanager
+async def publisher_and_other(
+    url: str, **options: Any
+) -> AsyncIterator[tuple[NatsNotifier, Inbox, NatsNotifier, Inbox]]:
+    """Two connected notifiers on ``url``'s prefix, each with an inbox: the one under test (made with
+    ``options``) and another process's."""
+    publisher, other = Stent.notifications.NatsBackend(url, **options), Stent.notifications.from_url(url)
+    mine, theirs = Inbox(), Inbox()
+    await publisher.connect()
+    await other.connect()
+    try:
+        publisher.subscribe(mine)
+        other.subscribe(theirs)
+        yield publisher, mine, other, theirs
+    finally:
+        await publisher.close()
+        await other.close()
+
+
 @pytest.mark.parametrize("options", [{}, {"no_echo": False}])
 async def test_the_publishing_notifier_hears_its_own_messages_once(
     nats_url: str, prefix: str, options: dict[str, Any]
@@ -93,14 +113,12 @@ async def test_the_publishing_notifier_hears_its_own_messages_once(
     """The server does not echo a notifier's messages back to it (no_echo): the notifier hands them to its own
     listeners itself, once, and other notifiers hear them from the server, once; with nats-py's no_echo=False
     the server's echo delivers them, still once."""
-    publisher = Stent.notifications.NatsBackend(f"{nats_url}?prefix={prefix}.echo", **options)
-    other = Stent.notifications.from_url(f"{nats_url}?prefix={prefix}.echo")
-    mine, theirs = Inbox(), Inbox()
-    await publisher.connect()
-    await other.connect()
-    try:
-        publisher.subscribe(mine)
-        other.subscribe(theirs)
+    async with publisher_and_other(f"{nats_url}?prefix={prefix}.echo", **options) as (
+        publisher,
+        mine,
+        other,
+        theirs,
+    ):
         sent = [marker("own-1"), marker("own-2")]
         await publisher.publish(sent)
         await theirs.receives(sent, 5)
@@ -110,23 +128,13 @@ async def test_the_publishing_notifier_hears_its_own_messages_once(
         await mine.receives([*sent, closing], 5)
         assert mine.notes.count(sent[0]) == 1 and mine.notes.count(sent[1]) == 1
         assert theirs.notes.count(sent[0]) == 1
-    finally:
-        await publisher.close()
-        await other.close()
 
 
 async def test_publish_soon_sends_a_turns_hints_in_one_write(nats_url: str, prefix: str) -> None:
     """What one turn of the event loop hands to publish_soon goes out in one write at the end of the turn: other
     notifiers hear each hint once, and the publishing notifier's own listeners get them once; a closed notifier
     takes nothing."""
-    publisher = Stent.notifications.from_url(f"{nats_url}?prefix={prefix}.soon")
-    other = Stent.notifications.from_url(f"{nats_url}?prefix={prefix}.soon")
-    mine, theirs = Inbox(), Inbox()
-    await publisher.connect()
-    await other.connect()
-    try:
-        publisher.subscribe(mine)
-        other.subscribe(theirs)
+    async with publisher_and_other(f"{nats_url}?prefix={prefix}.soon") as (publisher, mine, other, theirs):
         transport = publisher._client._transport  # what the notifier writes to
         writes = []
         original = transport.writelines
@@ -145,9 +153,6 @@ async def test_publish_soon_sends_a_turns_hints_in_one_write(nats_url: str, pref
         await mine.receives([*sent, closing], 5)
         assert [mine.notes.count(note) for note in sent] == [1, 1, 1]
         assert [theirs.notes.count(note) for note in sent] == [1, 1, 1]
-    finally:
-        await publisher.close()
-        await other.close()
     assert not publisher.publish_soon([marker("after-close")])
 
 

@@ -174,14 +174,15 @@ class BatchMixin(FinishingMixin):
             created = {row[0] for row in inserted}
             if created and uniform:
                 made = [new for eid, (_, new) in fresh.items() if eid in created]
+                template = task_from_new(first.root, first.execution_id, now)  # what every root shares
                 await conn.execute(
                     self._sql(UNIFORM_TASK_INSERT),
                     [new.root.task_id for new in made],
                     [new.execution_id for new in made],
                     [new.root.args for new in made],
-                    *uniform_task_params(task_from_new(first.root, first.execution_id, now)),
+                    *uniform_task_params(template),
                 )
-                await self._created_roots(conn, [task_from_new(first.root, first.execution_id, now)])
+                await self._created_roots(conn, [template])
             elif created:
                 roots = [task_from_new(new.root, eid, now) for eid, (_, new) in fresh.items() if eid in created]
                 await conn.execute(self._sql(TASK_INSERT_MANY), *task_arrays(roots))

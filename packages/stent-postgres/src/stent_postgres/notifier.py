@@ -229,7 +229,7 @@ class PostgresNotifier:
             self._echo_sources.append(storage)
 
     def _on_notify(self, conn: object, pid: int, channel_name: str, payload: str) -> None:
-        if any(pid in source._db.backend_pids for source in self._echo_sources):
+        if any(pid in source.backend_pids for source in self._echo_sources):
             return  # sent by this process's own storage
         note = channel.decode(payload)
         if note is not None:

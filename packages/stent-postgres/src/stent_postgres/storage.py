@@ -8,6 +8,7 @@ and worker rows in :mod:`stent_postgres.housekeeping`, reads in :mod:`stent_post
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -168,6 +169,11 @@ class PostgresStorage(BatchMixin, OperationsMixin, HousekeepingMixin, ReadsMixin
 
     def __repr__(self) -> str:
         return f"PostgresStorage({self.settings.safe_dsn!r}, schema={self.settings.schema!r})"
+
+    @property
+    def backend_pids(self) -> AbstractSet[int]:
+        """The server processes of this storage's open connections (live): a NOTIFY they send is signed with one."""
+        return self._db.backend_pids
 
     async def init_db(self) -> None:
         await self._db.run(lambda conn: schema.migrate(conn, self.settings), transaction=False)

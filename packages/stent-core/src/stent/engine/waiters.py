@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from typing import TypeVar
 
 from stent._async import wait_event_or_timeout
 from stent.errors import StentError
@@ -24,6 +25,8 @@ from stent.ports import Clock, Storage
 log = logging.getLogger("stent.waiters")
 
 _RECENT_LIMIT = 4096
+
+V = TypeVar("V")
 
 
 class WaiterRegistry:
@@ -92,18 +95,14 @@ class WaiterRegistry:
         """A task finished (known first-hand): wake everyone waiting for it."""
         if not record.state.terminal:
             return
-        self._recent[record.task_id] = record
-        if len(self._recent) > _RECENT_LIMIT:
-            self._recent.popitem(last=False)
+        _remember(self._recent, record.task_id, record)
         for future in self._futures.pop(record.task_id, []):
             if not future.done():
                 future.set_result(record)
 
     def dispatched(self, execution_id: str, root_task_id: str) -> None:
         """This process just created the execution (so it exists, unfinished)."""
-        self._dispatched[execution_id] = root_task_id
-        if len(self._dispatched) > _RECENT_LIMIT:
-            self._dispatched.popitem(last=False)
+        _remember(self._dispatched, execution_id, root_task_id)
 
     def dispatched_here(self, execution_id: str) -> bool:
         """Whether this process created the execution lately."""
@@ -137,9 +136,7 @@ class WaiterRegistry:
 
     def execution_finished(self, execution_id: str, record: ExecutionRecord | None = None) -> None:
         """The execution ended; ``record`` is its final record, when the caller read it."""
-        self._recent_executions[execution_id] = record
-        if len(self._recent_executions) > _RECENT_LIMIT:
-            self._recent_executions.popitem(last=False)
+        _remember(self._recent_executions, execution_id, record)
         self._dispatched.pop(execution_id, None)
         for future in self._executions.pop(execution_id, []):
             if not future.done():
@@ -159,7 +156,7 @@ class WaiterRegistry:
         root = self._roots.get(execution_id) or self._dispatched.get(execution_id)
         relevant = task_id in self._futures
         if root is None or task_id == root:
-            _remember(self._hinted, execution_id)
+            _remember(self._hinted, execution_id, None)
             if execution_id in self._executions:
                 self._look_at.add(execution_id)
                 relevant = True
@@ -207,8 +204,9 @@ class WaiterRegistry:
                 log.warning("polling for finished work failed, will retry: %s", exc)
 
 
-def _remember(recent: OrderedDict[str, None], key: str) -> None:
-    recent[key] = None
+def _remember(recent: OrderedDict[str, V], key: str, value: V) -> None:
+    """``recent[key] = value``, newest last, forgetting the oldest beyond _RECENT_LIMIT entries."""
+    recent[key] = value
     recent.move_to_end(key)
     if len(recent) > _RECENT_LIMIT:
         recent.popitem(last=False)
