@@ -7,6 +7,7 @@ the sleepers whose time has come, so timers, retries and lease expiry can be tes
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import itertools
 import time
@@ -18,8 +19,22 @@ from datetime import UTC, datetime, timedelta
 _asyncio_sleep = asyncio.sleep
 
 
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _drop_timer(handle: asyncio.TimerHandle, future: asyncio.Future[None]) -> None:
+    if future.cancelled():
+        handle.cancel()
+
+
 class SystemClock:
-    """Real time: ``datetime.now(timezone.utc)``, ``time.monotonic`` and ``asyncio.sleep``."""
+    """Real time: ``datetime.now(timezone.utc)``, ``time.monotonic`` and the event loop's timers.
+
+    ``sleep`` returns a future (like ``asyncio.sleep`` without its coroutine), so a wait for "this or a timeout"
+    can race it against something else without a task.  ``sleep(0)`` yields to the event loop once.
+    """
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -27,8 +42,15 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-    async def sleep(self, seconds: float) -> None:
-        await _asyncio_sleep(max(0.0, seconds))
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        if not seconds > 0:  # also NaN
+            return _asyncio_sleep(0)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        handle = loop.call_later(seconds, _wake, future)
+        # A sleep abandoned early (its waiter was cancelled) takes its timer off the loop's heap.
+        future.add_done_callback(functools.partial(_drop_timer, handle))
+        return future
 
 
 class FakeClock:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from stent._async import wait_done
 from stent._batching import pipelined
 from stent.backends import Backends, Notifications
 from stent.clocks import SystemClock
@@ -391,22 +392,12 @@ class Stent:
         unread = isinstance(execution_id, str) and rt.hears_hints and rt.waiters.dispatched_here(execution_id)
         execution = None if unread else await self._execution(execution_id)
         if execution is None or not execution.state.terminal:
-            waiter = asyncio.ensure_future(
-                rt.waiters.wait_execution(execution_id, None if execution is None else execution.root_task_id)
-            )
+            waiter = rt.waiters.wait_execution(execution_id, None if execution is None else execution.root_task_id)
             try:
-                if limit is None:
-                    await waiter
-                else:
-                    timer = asyncio.ensure_future(rt.clock.sleep(limit))
-                    try:
-                        await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        timer.cancel()
-                    if not waiter.done():
-                        raise ExecutionTimeout(
-                            f"execution {execution_id} did not finish within {limit:g}s (wait_for expiry)"
-                        )
+                if not await wait_done(waiter, rt.clock, limit):
+                    raise ExecutionTimeout(
+                        f"execution {execution_id} did not finish within {limit:g}s (wait_for expiry)"
+                    )
             finally:
                 waiter.cancel()
             final = waiter.result()  # the record the registry read, when it did; read it here otherwise

@@ -22,6 +22,7 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 
 from stent.errors import ConfigurationError, StentError, StorageUnavailable
 from stent_postgres.config import PostgresSettings
+from stent_postgres.pool import ConnectionPool
 
 log = logging.getLogger("stent_postgres")
 
@@ -93,29 +94,18 @@ def translate(exc: BaseException, settings: PostgresSettings) -> BaseException:
     return exc
 
 
-async def _reset(conn: asyncpg.Connection) -> None:
-    """What a connection needs before it goes back to the pool: an open transaction rolled back.
-
-    asyncpg's default reset (UNLISTEN, RESET ALL, advisory unlock...) costs a round trip after every operation;
-    stent's statements leave no session state (its advisory locks are transaction-scoped), so only a
-    transaction left open by a cancelled operation needs ending, and asyncpg does that before calling this.
-    """
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
-
-
 class Database:
     """A lazily opened asyncpg pool and the transactions run on it."""
 
     def __init__(self, settings: PostgresSettings) -> None:
         self.settings = settings
-        self._pool: asyncpg.Pool | None = None
+        self._pool: ConnectionPool | None = None
         self._opening = asyncio.Lock()
         self._random = random.Random()
         #: The server processes of the pool's open connections (what a NOTIFY they send is signed with).
         self.backend_pids: set[int] = set()
 
-    async def pool(self) -> asyncpg.Pool:
+    async def pool(self) -> ConnectionPool:
         if self._pool is not None:
             return self._pool
         async with self._opening:
@@ -123,27 +113,13 @@ class Database:
                 self._pool = await self._open()
         return self._pool
 
-    async def _open(self) -> asyncpg.Pool:
+    async def _open(self) -> ConnectionPool:
         settings = self.settings
-        server_settings = {"jit": "off"}  # JIT compiling costs more than these short statements ever take
-        if "application_name=" not in settings.dsn:
-            server_settings["application_name"] = "stent"
+        pool = ConnectionPool(self._connect, min_size=settings.min_size, max_size=settings.max_size)
         try:
-            # The whole opening is bounded: create_pool makes min_size connections, each with its own timeout.
-            return await asyncio.wait_for(
-                asyncpg.create_pool(
-                    settings.dsn,
-                    min_size=settings.min_size,
-                    max_size=settings.max_size,
-                    timeout=settings.connect_timeout,
-                    command_timeout=settings.command_timeout,
-                    statement_cache_size=settings.statement_cache_size,
-                    server_settings=server_settings,
-                    reset=_reset,
-                    init=self._track,
-                ),
-                timeout=settings.connect_timeout * 2,
-            )
+            # The whole opening is bounded: the pool opens min_size connections, each with its own timeout.
+            await asyncio.wait_for(pool.fill(), timeout=settings.connect_timeout * 2)
+            return pool
         except TimeoutError as exc:
             raise StorageUnavailable(
                 f"could not connect to PostgreSQL at {settings.host}:{settings.port} within"
@@ -155,7 +131,22 @@ class Database:
                 raise
             raise mapped from exc
 
-    async def _track(self, conn: asyncpg.Connection) -> None:
+    async def _connect(self) -> asyncpg.Connection:
+        settings = self.settings
+        server_settings = {"jit": "off"}  # JIT compiling costs more than these short statements ever take
+        if "application_name=" not in settings.dsn:
+            server_settings["application_name"] = "stent"
+        conn = await asyncpg.connect(
+            settings.dsn,
+            timeout=settings.connect_timeout,
+            command_timeout=settings.command_timeout,
+            statement_cache_size=settings.statement_cache_size,
+            server_settings=server_settings,
+        )
+        self._track(conn)
+        return conn
+
+    def _track(self, conn: asyncpg.Connection) -> None:
         """Note a new connection's server process, and forget it when the connection ends."""
         pid = int(conn.get_server_pid())
         self.backend_pids.add(pid)
@@ -167,12 +158,15 @@ class Database:
         while True:
             attempt += 1
             try:
-                pool = await self.pool()
-                async with pool.acquire() as conn:
+                pool = self._pool or await self.pool()
+                conn = pool.take() or await pool.acquire()
+                try:
                     if not transaction:
                         return await work(conn)
                     async with conn.transaction():
                         return await work(conn)
+                finally:
+                    pool.release(conn)
             except RETRYABLE as exc:
                 if attempt >= MAX_ATTEMPTS:
                     raise translate(exc, self.settings) from exc

@@ -26,8 +26,12 @@ def sleep(duration: float | timedelta | str) -> Coroutine[Any, Any, None]:
     seconds = parse_duration(duration, allow_zero=True, name="sleep duration")
     ctx = current_task()
     if ctx is None:
-        return SystemClock().sleep(seconds)
+        return _plain_sleep(seconds)
     return ctx.sleep(ctx.next_step(), seconds)
+
+
+async def _plain_sleep(seconds: float) -> None:
+    await SystemClock().sleep(seconds)
 
 
 def wait_for_signal(name: str, timeout: float | timedelta | str | None = None) -> Coroutine[Any, Any, Any]:

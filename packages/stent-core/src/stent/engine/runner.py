@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from stent import tracing
-from stent._async import wait_event_or_timeout
+from stent._async import wait_done
 from stent._batching import GroupCall
 from stent.engine.context import TaskContext
 from stent.engine.durable import DurableFunction, lookup_function, registered_functions
@@ -317,10 +317,8 @@ class TaskRunner:
         if timeout is None:
             return await self._start(task, fn, args, kwargs)
         inner = asyncio.ensure_future(self._start(task, fn, args, kwargs))
-        done = asyncio.Event()
-        inner.add_done_callback(lambda _: done.set())
         try:
-            finished = await wait_event_or_timeout(done, self.runtime.clock, timeout)
+            finished = await wait_done(inner, self.runtime.clock, timeout)
         except asyncio.CancelledError:
             inner.cancel()
             raise

@@ -13,11 +13,12 @@ waiter registers, its "finished" hint was remembered here, and registering makes
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from typing import TypeVar
 
-from stent._async import wait_event_or_timeout
+from stent._async import Wakeup
 from stent.errors import StentError
 from stent.model import ExecutionRecord, TaskRecord
 from stent.ports import Clock, Storage
@@ -45,7 +46,7 @@ class WaiterRegistry:
         self._max = poll_max_interval
         self._factor = poll_backoff_factor
         self._futures: dict[str, list[asyncio.Future[TaskRecord]]] = {}
-        self._kick = asyncio.Event()
+        self._kick = Wakeup()
         self._poller: asyncio.Task[None] | None = None
         # Tasks that finished in this process lately.  A waiter that registers just after its task finished
         # (the completion ran between the caller's read and its wait) finds the record here instead of waiting
@@ -108,15 +109,20 @@ class WaiterRegistry:
         """Whether this process created the execution lately."""
         return execution_id in self._dispatched
 
-    async def wait_execution(self, execution_id: str, root_task_id: str | None = None) -> ExecutionRecord | None:
-        """Return once the execution has ended: its final record when this registry read it, else ``None``.
+    def wait_execution(
+        self, execution_id: str, root_task_id: str | None = None
+    ) -> asyncio.Future[ExecutionRecord | None]:
+        """A future done once the execution has ended: with its final record when this registry read it, else
+        ``None``.  Cancel it to stop waiting.
 
         ``root_task_id`` (when the caller read it) lets hints about the execution's other tasks pass unread.
         """
-        if execution_id in self._recent_executions:
-            return self._recent_executions[execution_id]
         future: asyncio.Future[ExecutionRecord | None] = asyncio.get_running_loop().create_future()
+        if execution_id in self._recent_executions:
+            future.set_result(self._recent_executions[execution_id])
+            return future
         self._executions.setdefault(execution_id, []).append(future)
+        future.add_done_callback(functools.partial(self._forget_execution_waiter, execution_id))
         root = root_task_id or self._dispatched.get(execution_id)
         if root is not None:
             self._roots[execution_id] = root
@@ -124,15 +130,15 @@ class WaiterRegistry:
         if execution_id in self._hinted:  # it finished (or moved) before this waiter came: look now
             self._look_at.add(execution_id)
             self._kick.set()
-        try:
-            return await future
-        finally:
-            waiters = self._executions.get(execution_id)
-            if waiters is not None and future in waiters:
-                waiters.remove(future)
-                if not waiters:
-                    del self._executions[execution_id]
-                    self._roots.pop(execution_id, None)
+        return future
+
+    def _forget_execution_waiter(self, execution_id: str, future: asyncio.Future[ExecutionRecord | None]) -> None:
+        waiters = self._executions.get(execution_id)
+        if waiters is not None and future in waiters:
+            waiters.remove(future)
+            if not waiters:
+                del self._executions[execution_id]
+                self._roots.pop(execution_id, None)
 
     def execution_finished(self, execution_id: str, record: ExecutionRecord | None = None) -> None:
         """The execution ended; ``record`` is its final record, when the caller read it."""
@@ -179,9 +185,7 @@ class WaiterRegistry:
         interval = self._min
         next_full = self._clock.monotonic() + interval
         while self._futures or self._executions:
-            kicked = await wait_event_or_timeout(
-                self._kick, self._clock, max(0.0, next_full - self._clock.monotonic())
-            )
+            kicked = await self._kick.wait(self._clock, max(0.0, next_full - self._clock.monotonic()))
             self._kick.clear()
             full = self._look_all or self._clock.monotonic() >= next_full
             named, self._look_at, self._look_all = self._look_at, set(), False

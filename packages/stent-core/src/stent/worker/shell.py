@@ -13,7 +13,7 @@ import logging
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
-from stent._async import wait_event_or_timeout
+from stent._async import Wakeup
 from stent.engine.durable import registered_functions
 from stent.engine.operations import install_sleep_promotion, uninstall_sleep_promotion
 from stent.engine.runner import TaskAbandoned, TaskRunner
@@ -89,7 +89,7 @@ class WorkerShell:
             suspend_after=suspend_after,
         )
         self._events: list[Event] = []
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._coroutines: dict[str, asyncio.Task[None]] = {}
         self._records: dict[str, TaskRecord] = {}
         self._stop_mode: dict[str, str] = {}
@@ -155,7 +155,7 @@ class WorkerShell:
                     continue
                 deadline = self.machine.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - self._now())
-                await wait_event_or_timeout(self._wake, self.runtime.clock, timeout)
+                await self._wake.wait(self.runtime.clock, timeout)
         finally:
             unsubscribe()
             self.lifecycle._on_drain.remove(self.request_drain)
