@@ -15,6 +15,7 @@ from stent.worker.machine import (
     Stop,
     SuspendWaiting,
     TaskEnded,
+    TaskFinishing,
     TaskResumed,
     TaskWaiting,
     Tick,
@@ -112,6 +113,36 @@ def test_waiting_task_gives_its_slot_back() -> None:
     m.handle(ClaimDone(0.1, 1, ("child",)))
     m.handle(TaskResumed(0.2, "parent"))
     assert m.running == {"parent", "child"}
+
+
+def test_a_finishing_task_frees_its_slot_but_keeps_its_lease_until_it_ends() -> None:
+    """Once a task's code has ended its slot takes the next claim, beside its final write; its lease is renewed
+    until that write is done, and a drain waits for it."""
+    m = machine(max_concurrency=2)
+    m.handle(Started(0.0))
+    m.handle(ClaimDone(0.0, 2, ("a", "b")))
+    assert Claim(1) in m.handle(TaskFinishing(0.1, "a"))
+    m.handle(ClaimDone(0.1, 1, ("c",)))
+    assert m.running == {"b", "c"} and m.finishing == {"a"}
+    assert RenewLeases(("a", "b", "c")) in m.handle(Tick(120.0))
+    m.handle(TaskEnded(120.5, "a"))
+    assert m.held == {"b", "c"}
+    m.handle(DrainRequested(121.0))
+    m.handle(TaskFinishing(121.1, "b"))
+    m.handle(TaskFinishing(121.2, "c"))
+    assert m.state is LifecycleState.DRAINING, "a drain must wait for the final writes"
+    m.handle(TaskEnded(121.3, "b"))
+    assert Stop() in m.handle(TaskEnded(121.4, "c"))
+
+
+def test_events_of_one_turn_make_one_claim_for_every_slot_they_free() -> None:
+    """Fifty tasks finishing in one turn of the loop: one claim for fifty, not one for the first and then more."""
+    m = machine(max_concurrency=50)
+    m.handle(Started(0.0))
+    ids = tuple(f"t{i}" for i in range(50))
+    m.handle(ClaimDone(0.0, 50, ids))
+    commands = m.handle_all([TaskFinishing(0.1, t) for t in ids], 0.1)
+    assert claims(commands) == [Claim(50)]
 
 
 def test_heartbeat_renews_all_held_tasks_in_one_command() -> None:

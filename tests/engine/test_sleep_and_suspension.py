@@ -120,6 +120,7 @@ async def test_ten_thousand_sleeping_executions_hold_no_worker_memory() -> None:
         await h.settle()
         if sum(1 for t in h.storage._tasks.values() if t.state.value == "suspended") == 10_000:
             break
+    await h.settle()  # the last tasks to suspend ended in the turn that wrote them: the worker hears it next
     shell_held = lifecycle.running_tasks
     assert shell_held == 0
     assert sum(1 for t in h.storage._tasks.values() if t.state.value == "suspended") == 10_000

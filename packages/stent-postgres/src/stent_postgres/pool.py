@@ -10,8 +10,9 @@ the statement itself.  This one does the least that keeps a connection safe to s
   stack; one a cancelled operation left inside a transaction is rolled back first, in the background; one that
   is closed (the server went away) is forgotten, and a waiter, if any, gets a new connection instead.
 
-A statement cancelled half-way leaves asyncpg cancelling it on the server; the next statement on that connection
-waits for that to finish, so such a connection is safe to hand on.
+A statement cancelled half-way leaves asyncpg cancelling it on the server, and until that ends nobody knows
+whether a transaction is open (a cancelled ``BEGIN`` may have opened one): such a connection is rolled back in
+the background too, once the cancellation is over, before it is handed on.
 """
 
 from __future__ import annotations
@@ -56,7 +57,15 @@ class ConnectionPool:
 
     async def fill(self) -> None:
         """Open ``min_size`` connections (all or none: on a failure those opened are closed, and it raises)."""
-        opened = await asyncio.gather(*(self._new() for _ in range(self._min)), return_exceptions=True)
+        tasks = [asyncio.ensure_future(self._new()) for _ in range(self._min)]
+        try:
+            opened = await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:  # e.g. a timeout around the opening: those opened so far are closed too
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    self._forget(task.result())
+                    task.result().terminate()
+            raise
         failure = next((c for c in opened if isinstance(c, BaseException)), None)
         if failure is not None:
             for conn in opened:
@@ -102,7 +111,7 @@ class ConnectionPool:
                 self._in_background(_close(conn))
             self._replace_for_waiter()
             return
-        if conn.is_in_transaction():  # a cancelled operation's transaction: end it before anyone else uses it
+        if conn.is_in_transaction() or _unsettled(conn):  # a cancelled operation's: end it before anyone else
             self._in_background(self._roll_back(conn))
             return
         while self._waiters:
@@ -123,7 +132,7 @@ class ConnectionPool:
         for conn in idle:
             self._forget(conn)
         await asyncio.gather(*(c.close() for c in idle), return_exceptions=True)
-        if self._background:
+        while self._background:  # rollbacks under way, and the closes they lead to
             await asyncio.gather(*self._background, return_exceptions=True)
 
     def terminate(self) -> None:
@@ -164,13 +173,15 @@ class ConnectionPool:
                 waiter = self._waiters.popleft()
                 if not waiter.done():
                     waiter.set_exception(exc)
+                    self._replace_for_waiter()  # and those behind it are not left waiting for nothing
                     return
             return
         self.release(conn)
 
     async def _roll_back(self, conn: asyncpg.Connection) -> None:
         try:
-            await conn.execute("ROLLBACK")
+            await conn.execute("ROLLBACK")  # waits first for a cancelled statement to end
+            conn._top_xact = None  # a transaction block whose BEGIN was cancelled stays registered otherwise
         except Exception:
             log.debug("could not roll back a connection returned inside a transaction; closing it", exc_info=True)
             conn.terminate()
@@ -180,6 +191,13 @@ class ConnectionPool:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _unsettled(conn: asyncpg.Connection) -> bool:
+    """A statement was cancelled and has not ended yet (the transaction status is not known until it has: a
+    cancelled BEGIN may still open one), or a transaction block whose BEGIN was cancelled is still registered
+    (asyncpg would make the next ``transaction()`` a savepoint).  asyncpg's own pool checks the same."""
+    return bool(conn._protocol._is_cancelling()) or conn._top_xact is not None
 
 
 async def _close(conn: asyncpg.Connection) -> None:

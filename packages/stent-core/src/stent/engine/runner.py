@@ -60,11 +60,13 @@ class TaskRunner:
         on_resumed: Callable[[str], None],
         lease_seconds: float,
         suspend_after: float,
+        on_finishing: Callable[[str], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.codec = runtime.codec
         self._on_waiting = on_waiting
         self._on_resumed = on_resumed
+        self._on_finishing = on_finishing
         self._lease_seconds = lease_seconds
         self._suspend_after = suspend_after
         self._batches: dict[str, list[tuple[StepKey, NewTask, asyncio.Future[TaskRecord]]]] = {}
@@ -402,6 +404,8 @@ class TaskRunner:
     async def _write(self, task: TaskRecord, write: Callable[[datetime], Awaitable[TaskRecord]]) -> TaskRecord:
         """Perform a fenced write, retrying through storage outages while the lease may still hold."""
         self.finishing.add(task.task_id)
+        if self._on_finishing is not None:
+            self._on_finishing(task.task_id)
         try:
             return await self._retry_unavailable(task.task_id, write)
         except LeaseLost as exc:

@@ -18,7 +18,9 @@ for the current state leaves it unchanged.
 
 Slots.  ``max_concurrency`` bounds tasks *running code*.  A task awaiting steps is *waiting* and gives its slot
 back; when it resumes it takes one again even if that briefly exceeds the bound, because making a resumed task
-wait for a slot could deadlock a full worker whose running tasks wait on it.
+wait for a slot could deadlock a full worker whose running tasks wait on it.  A task whose code has ended is
+*finishing* while its outcome is written: its slot is free at once (the next claim goes out beside that write),
+its lease is held until the write is done.
 
 Polling.  After a claim that found nothing the next claim waits ``poll_interval``, which then grows by
 ``poll_backoff_factor`` up to ``poll_interval_max``.  A claim that found work, or a notification, resets it to
@@ -76,6 +78,14 @@ class TaskResumed:
 
 
 @attrs.frozen
+class TaskFinishing:
+    """The task's code has ended; its final write (completion, failure, cancellation) is on its way."""
+
+    now: float
+    task_id: str
+
+
+@attrs.frozen
 class TaskEnded:
     now: float
     task_id: str
@@ -104,7 +114,16 @@ class DrainRequested:
 
 
 Event = (
-    Started | Tick | ClaimDone | TaskWaiting | TaskResumed | TaskEnded | WorkNotified | RenewDone | DrainRequested
+    Started
+    | Tick
+    | ClaimDone
+    | TaskWaiting
+    | TaskResumed
+    | TaskFinishing
+    | TaskEnded
+    | WorkNotified
+    | RenewDone
+    | DrainRequested
 )
 
 # -- commands (out) ------------------------------------------------------------------------------------------
@@ -186,6 +205,7 @@ class WorkerMachine:
         self.state = LifecycleState.STARTING
         self.running: set[str] = set()
         self.waiting: set[str] = set()
+        self.finishing: set[str] = set()  # code ended, final write on its way: no slot, lease still held
         self.handing_back: set[str] = set()  # told to suspend or release; held until the shell reports the end
         self._interrupted: set[str] = set()
         self.poll_delay = config.poll_interval
@@ -204,7 +224,7 @@ class WorkerMachine:
 
     @property
     def held(self) -> set[str]:
-        return self.running | self.waiting | self.handing_back
+        return self.running | self.waiting | self.finishing | self.handing_back
 
     @property
     def free_slots(self) -> int:
@@ -223,6 +243,21 @@ class WorkerMachine:
     # -- the one entry point -------------------------------------------------------------------------------
 
     def handle(self, event: Event) -> list[Command]:
+        commands = self._apply(event)
+        commands.extend(self._decide(event.now))
+        return commands
+
+    def handle_all(self, events: Iterable[Event], now: float) -> list[Command]:
+        """Every event, in order, then one decision at ``now``: fifty tasks finishing in one turn of the loop make
+        one claim for fifty slots, not a claim for the first and another for the rest."""
+        commands: list[Command] = []
+        for event in events:
+            commands.extend(self._apply(event))
+        commands.extend(self._decide(now))
+        return commands
+
+    def _apply(self, event: Event) -> list[Command]:
+        """What ``event`` changes, and the commands it calls for by itself (tasks whose lease is gone)."""
         self.state = _TRANSITIONS.get((self.state, type(event)), self.state)
         match event:
             case Started(now):
@@ -239,8 +274,16 @@ class WorkerMachine:
                 if task_id in self.waiting:
                     self.waiting.discard(task_id)
                     self.running.add(task_id)
+            case TaskFinishing(now, task_id):
+                if task_id in self.running:
+                    self.running.discard(task_id)
+                    self.finishing.add(task_id)
+                    # Not as a limited function's slot: storage counts the task running until its write lands,
+                    # and TaskEnded re-arms for that.
+                    self._rearm_claim(now, False)
             case TaskEnded(now, task_id, limited):
                 self.running.discard(task_id)
+                self.finishing.discard(task_id)
                 self.waiting.discard(task_id)
                 self.handing_back.discard(task_id)
                 self._interrupted.discard(task_id)
@@ -257,7 +300,7 @@ class WorkerMachine:
                     self._drain_deadline = now + timeout
             case Tick():
                 pass
-        return self._decide(event.now)
+        return []
 
     # -- transitions ---------------------------------------------------------------------------------------
 
@@ -296,6 +339,7 @@ class WorkerMachine:
             for task_id in sorted(event.asked - event.renewed):
                 if task_id in self.held:
                     self.running.discard(task_id)
+                    self.finishing.discard(task_id)
                     self.waiting.discard(task_id)
                     self.handing_back.discard(task_id)
                     commands.append(AbandonTask(task_id, "lease lost: another worker took the task over"))
@@ -303,7 +347,6 @@ class WorkerMachine:
                 if task_id in self.held and task_id not in self._interrupted:
                     self._interrupted.add(task_id)
                     commands.append(InterruptTask(task_id))
-        commands.extend(self._decide(event.now))
         return commands
 
     def _decide(self, now: float) -> list[Command]:

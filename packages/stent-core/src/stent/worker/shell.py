@@ -39,9 +39,9 @@ from stent.worker.machine import (
     Stop,
     SuspendWaiting,
     TaskEnded,
+    TaskFinishing,
     TaskResumed,
     TaskWaiting,
-    Tick,
     WorkerConfig,
     WorkerMachine,
     WorkNotified,
@@ -85,6 +85,7 @@ class WorkerShell:
             runtime,
             on_waiting=lambda task_id: self._post(TaskWaiting(self._now(), task_id, self._limited(task_id))),
             on_resumed=lambda task_id: self._post(TaskResumed(self._now(), task_id)),
+            on_finishing=lambda task_id: self._post(TaskFinishing(self._now(), task_id)),
             lease_seconds=options.lease_duration,
             suspend_after=suspend_after,
         )
@@ -145,9 +146,7 @@ class WorkerShell:
                     self._post(DrainRequested(self._now(), self.lifecycle.drain_timeout))
                 self._wake.clear()
                 events, self._events = self._events, []
-                for event in events:
-                    self._perform(self.machine.handle(event))
-                self._perform(self.machine.handle(Tick(self._now())))
+                self._perform(self.machine.handle_all(events, self._now()))
                 self._sync_lifecycle()
                 if self.machine.state is LifecycleState.STOPPED:
                     return
@@ -165,7 +164,7 @@ class WorkerShell:
             self.lifecycle._set_state(LifecycleState.STOPPED)
 
     def _sync_lifecycle(self) -> None:
-        self.lifecycle.running_tasks = len(self.machine.running)
+        self.lifecycle.running_tasks = len(self.machine.running) + len(self.machine.finishing)
         if self.lifecycle.state is not self.machine.state:
             self.lifecycle._set_state(self.machine.state)
             log.info("worker %s is %s", self.options.worker_id, self.machine.state.value)
