@@ -54,9 +54,18 @@ class TaskOptions:
 
     @classmethod
     def loads(cls, text: str) -> TaskOptions:
-        data = json.loads(text or "{}")
-        retry = data.pop("retry", None)
-        return cls(retry=RetryPolicy.from_dict(retry) if retry else NO_RETRY, **data)
+        if "cache_key" in text or "signal_deadline" in text or "trace" in text:
+            return _decode_options(text)  # one task's own: not worth keeping
+        return _common_options(text)  # the same text for every call of a function: decoded once
+
+
+def _decode_options(text: str) -> TaskOptions:
+    data = json.loads(text or "{}")
+    retry = data.pop("retry", None)
+    return TaskOptions(retry=RetryPolicy.from_dict(retry) if retry else NO_RETRY, **data)
+
+
+_common_options = functools.lru_cache(maxsize=256)(_decode_options)
 
 
 @functools.lru_cache(maxsize=256)

@@ -259,8 +259,12 @@ def _keyword_hint(sig: inspect.Signature, hints: Mapping[str, Any], name: str) -
     return None
 
 
+#: Annotations a value decoded from JSON already satisfies when it has exactly that type.
+_AS_STORED = frozenset({int, str, float, bool})
+
+
 def _restore_one(restore: Callable[[Any, Any], Any], value: Any, hint: Any, func_name: str, label: str) -> Any:
-    if hint is None:
+    if hint is None or (type(value) is hint and hint in _AS_STORED):
         return value
     try:
         return restore(value, hint)
