@@ -23,6 +23,7 @@ import pytest
 from benchmarks.environment import Environment, Servers, ServiceDown, Setup, unreachable
 from benchmarks.report import Figure, cpu_reference_ms, row_of, summary, table, write_summary
 from benchmarks.sizes import FULL, SCALE_ENV, scale_from_env
+from stent.loops import LoopFactory, loop_factory, loop_name
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / ".benchmarks"
 REQUIRE_SERVICES_ENV = "STENT_REQUIRE_SERVICES"
@@ -74,11 +75,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     scale = _session.get("scale", 1.0)
     load = {"start": _session.get("load_start"), "end": os.getloadavg()}
     cpu = {"start": _session.get("cpu_start"), "end": cpu_reference_ms()}
-    path = write_summary(summary(_rows, scale=scale, load=load, cpu=cpu), RESULTS_DIR)
+    loop = loop_name(bench_loop())
+    path = write_summary(summary(_rows, scale=scale, load=load, cpu=cpu, loop=loop), RESULTS_DIR)
     write = terminalreporter.write_line
     terminalreporter.section("stent benchmarks")
     if scale != 1.0:
         write(f"{SCALE_ENV}={scale:g}: sizes scaled; a target is judged only where the size it is for was run")
+    write(f"event loop: {loop} ({LOOP_ENV}=auto|asyncio|uvloop chooses, as `stent worker --loop` does)")
     write(f"load average (1, 5, 15 min): {load['start']} at the start, {load['end']} at the end")
     write(
         f"CPU reference (a million multiply-adds in Python, lower is faster): {cpu['start']} ms at the start,"
@@ -145,10 +148,19 @@ async def settle_postgres(servers: Servers) -> None:
         await conn.close()
 
 
+#: The event loop the benchmarks run on: what ``stent worker`` would take (``auto``: uvloop when installed).
+LOOP_ENV = "STENT_BENCH_LOOP"
+
+
+def bench_loop() -> LoopFactory | None:
+    return loop_factory(os.environ.get(LOOP_ENV, "auto"))
+
+
 @pytest.fixture
 def run() -> Iterator[Callable[[Coroutine[Any, Any, Any]], Any]]:
-    """Runs a coroutine on the test's own event loop (the same loop for every call of the test)."""
-    with asyncio.Runner() as runner:
+    """Runs a coroutine on the test's own event loop (the same loop for every call of the test), of the kind
+    ``stent worker`` runs on."""
+    with asyncio.Runner(loop_factory=bench_loop()) as runner:
         yield runner.run
 
 

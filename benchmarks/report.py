@@ -190,7 +190,12 @@ def cpu_reference_ms() -> float:
 
 
 def summary(
-    rows: list[dict[str, Any]], *, scale: float, load: dict[str, Any], cpu: dict[str, Any] | None = None
+    rows: list[dict[str, Any]],
+    *,
+    scale: float,
+    load: dict[str, Any],
+    cpu: dict[str, Any] | None = None,
+    loop: str | None = None,
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -204,6 +209,7 @@ def summary(
         },
         "load_average": load,
         "cpu_reference_ms": cpu,
+        "event_loop": loop,
         "rows": rows,
     }
 

@@ -113,6 +113,7 @@ async def test_worker_serves_health_and_metrics_runs_work_and_drains_on_sigterm(
     )  # fmt: skip
     try:
         assert "stent worker w-health ready" in worker.ready
+        assert "loop uvloop" in worker.ready, "with uvloop installed, --loop auto (the default) takes it"
         ports = worker.ports()
         assert {"/live", "/ready", "/health", "/metrics"} <= set(ports)
         assert (await http_get(ports["/ready"], "/ready"))[0] == 200
@@ -223,8 +224,9 @@ def test_a_missing_database_needs_init_db(tmp_path: Path) -> None:
         (["--max-concurrency", "0"], "must be 1 or more"),
         (["--queues", ","], "at least one name"),
         (["--health-port", "70000"], "a port is 0 to 65535"),
+        (["--loop", "trio"], "invalid choice: 'trio'"),
     ],
-    ids=["heartbeat", "duration", "concurrency", "queues", "port"],
+    ids=["heartbeat", "duration", "concurrency", "queues", "port", "loop"],
 )
 def test_bad_worker_options_are_usage_errors(db: str, args: list[str], message: str) -> None:
     """Option values serve() would reject fail before anything starts, with exit 2."""

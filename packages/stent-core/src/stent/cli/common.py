@@ -87,15 +87,20 @@ def describe(exc: BaseException) -> str:
 
 
 def run_async(
-    name: str, make: Callable[[], Coroutine[Any, Any, int]], *, on_interrupt: Callable[[], int] | None = None
+    name: str,
+    make: Callable[[], Coroutine[Any, Any, int]],
+    *,
+    on_interrupt: Callable[[], int] | None = None,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> int:
     """Run one command's coroutine and turn what it raised into a message and an exit code.
 
     ``on_interrupt`` decides what Ctrl-C means for this command (print progress, exit 0 for ``watch``); by
-    default it is exit code 130 with a note.
+    default it is exit code 130 with a note.  ``loop_factory`` picks the event loop (:mod:`stent.loops`).
     """
     try:
-        return asyncio.run(make())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(make())
     except BrokenPipeError:
         reader_gone()
         return OK

@@ -29,6 +29,7 @@ from stent.backends import redact_url
 from stent.cli import common
 from stent.cli.common import CommandError
 from stent.errors import StentError
+from stent.loops import LOOPS, loop_factory, loop_name
 from stent.worker.options import default_worker_id
 
 log = logging.getLogger("stent.cli")
@@ -74,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics-interval", type=d, default=15.0, help="how often queue gauges are read from storage (15s)"
     )
     parser.add_argument("--otel", action="store_true", help="trace task runs with OpenTelemetry")
+    parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="auto",
+        help="event loop: uvloop (faster, pip install 'stent-core[uvloop]') or asyncio's own (auto: uvloop if installed)",
+    )
 
 
 # -- importing the user's module ----------------------------------------------------------------------------
@@ -131,6 +138,12 @@ def run(args: argparse.Namespace, storage_url: str | None) -> int:
     from stent.engine.durable import registered_functions
 
     try:
+        factory = loop_factory(getattr(args, "loop", "auto"))
+    except StentError as exc:
+        print(f"stent worker: {exc}", file=sys.stderr)
+        return common.exit_code_of(exc)
+    args.loop_in_use = loop_name(factory)
+    try:
         import_user_module(args.module)
     except CommandError as exc:
         print(f"stent worker: {exc}", file=sys.stderr)
@@ -146,7 +159,7 @@ def run(args: argparse.Namespace, storage_url: str | None) -> int:
             " worker will claim nothing",
             file=sys.stderr,
         )
-    return common.run_async("worker", lambda: _serve(args, storage_url))
+    return common.run_async("worker", lambda: _serve(args, storage_url), loop_factory=factory)
 
 
 async def _serve(args: argparse.Namespace, storage_url: str | None) -> int:
@@ -272,6 +285,7 @@ def _ready_line(args: argparse.Namespace, worker_id: str, storage_url: str | Non
     parts = [f"storage {redact_url(storage_url or '')}"]
     parts.append("queues " + (",".join(args.queues) if args.queues else "*"))
     parts.append(f"concurrency {args.max_concurrency}")
+    parts.append(f"loop {getattr(args, 'loop_in_use', 'asyncio')}")
     for server in servers:
         paths = ",".join(sorted(server.routes))
         parts.append(f"http://{server.host}:{server.port} {paths}")
