@@ -48,7 +48,9 @@ async def test_an_empty_batch_dispatches_nothing(harness: WorkflowHarness) -> No
 async def test_a_bad_item_stores_nothing(harness: WorkflowHarness) -> None:
     """An item that is not a tuple or dict, or an argument that cannot be stored, fails the batch before any
     execution is written, naming what was wrong."""
-    with pytest.raises(ConfigurationError, match=r"item 1 is 'bob'; give each call's positional arguments as a tuple"):
+    with pytest.raises(
+        ConfigurationError, match=r"item 1 is 'bob'; give each call's positional arguments as a tuple"
+    ):
         await harness.executor.dispatch_many(greet, [("ann",), "bob"])
     with pytest.raises(SerializationError):
         await harness.executor.dispatch_many(greet, [("ann",), (object(),)])
@@ -70,6 +72,36 @@ async def test_a_large_batch_is_split_across_transactions(harness: WorkflowHarne
     assert (await harness.executor.list_executions(limit=1)).total == 2510
     await harness.start_worker(max_concurrency=50)
     assert await harness.finish(ids[-1]) == "hello n2499!"
+
+
+@Stent.durable(idempotent=True)
+async def charge(order: str) -> str:
+    return f"charged {order}"
+
+
+async def test_a_batch_shares_its_options_but_never_its_ids_arguments_or_idempotency_keys(
+    harness: WorkflowHarness,
+) -> None:
+    """Every task of a batch gets the batch's queue, tags, priority and options, and its own ids and arguments;
+    an idempotent function's tasks each get the key of their own arguments."""
+    greet_ids = await harness.executor.dispatch_many(
+        greet, [(f"n{i}",) for i in range(3)], queue="q", tags=["t"], priority=7
+    )
+    charge_ids = await harness.executor.dispatch_many(charge, [("o1",), ("o2",)])
+
+    async def roots(ids: list[str]) -> list[Any]:
+        executions = [await harness.storage.get_execution(i) for i in ids]
+        return await harness.storage.get_tasks([e.root_task_id for e in executions if e is not None])
+
+    greets = await roots(greet_ids)
+    assert {(t.queue, t.tags, t.priority, t.options) for t in greets} == {("q", ("t",), 7, greets[0].options)}
+    assert len({t.task_id for t in greets}) == len({t.execution_id for t in greets}) == 3
+    assert len({t.args for t in greets}) == 3
+    assert len({t.options for t in await roots(charge_ids)}) == 2, (
+        "each idempotent call is keyed by its own arguments"
+    )
+    await harness.start_worker()
+    assert [await harness.finish(i) for i in charge_ids] == ["charged o1", "charged o2"]
 
 
 class FailingAt(MemoryStorage):
