@@ -11,12 +11,8 @@ import asyncio
 import functools
 from typing import Any
 
+from stent.clocks import wake
 from stent.ports import Clock
-
-
-def _open(gate: asyncio.Future[None], _: object = None) -> None:
-    if not gate.done():
-        gate.set_result(None)
 
 
 async def _await_gate(gate: asyncio.Future[None], clock: Clock, timeout: float | None) -> None:
@@ -27,7 +23,7 @@ async def _await_gate(gate: asyncio.Future[None], clock: Clock, timeout: float |
     sleeping = clock.sleep(timeout)
     # FakeClock, SimClock and SystemClock return a future; a clock whose sleep is a coroutine costs a task.
     timer = sleeping if asyncio.isfuture(sleeping) else asyncio.ensure_future(sleeping)
-    timer.add_done_callback(functools.partial(_open, gate))
+    timer.add_done_callback(functools.partial(wake, gate))
     try:
         await gate
     finally:
@@ -42,7 +38,7 @@ async def wait_done(future: asyncio.Future[Any], clock: Clock, timeout: float | 
     if future.done():
         return True
     gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    opener = functools.partial(_open, gate)
+    opener = functools.partial(wake, gate)
     future.add_done_callback(opener)
     try:
         await _await_gate(gate, clock, timeout)
@@ -69,7 +65,7 @@ class Wakeup:
         self._set = True
         waiters, self._waiters = self._waiters, []
         for gate in waiters:
-            _open(gate)
+            wake(gate)
 
     def clear(self) -> None:
         self._set = False

@@ -19,9 +19,16 @@ from datetime import UTC, datetime, timedelta
 _asyncio_sleep = asyncio.sleep
 
 
-def _wake(future: asyncio.Future[None]) -> None:
+def wake(future: asyncio.Future[None], _: object = None) -> None:
+    """Resolve ``future`` unless it is done already (a timer's, or a done-callback's, target)."""
     if not future.done():
         future.set_result(None)
+
+
+def cancels_its_timer(future: asyncio.Future[None], handle: asyncio.TimerHandle) -> asyncio.Future[None]:
+    """``future``, whose timer ``handle`` leaves the loop's heap when the sleep is abandoned (cancelled) early."""
+    future.add_done_callback(functools.partial(_drop_timer, handle))
+    return future
 
 
 def _drop_timer(handle: asyncio.TimerHandle, future: asyncio.Future[None]) -> None:
@@ -47,10 +54,7 @@ class SystemClock:
             return _asyncio_sleep(0)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        handle = loop.call_later(seconds, _wake, future)
-        # A sleep abandoned early (its waiter was cancelled) takes its timer off the loop's heap.
-        future.add_done_callback(functools.partial(_drop_timer, handle))
-        return future
+        return cancels_its_timer(future, loop.call_later(seconds, wake, future))
 
 
 class FakeClock:

@@ -43,5 +43,10 @@ def loop_factory(name: str = "auto") -> LoopFactory | None:
 
 
 def loop_name(factory: LoopFactory | None) -> str:
-    """``"uvloop"`` or ``"asyncio"``, for logs and reports."""
+    """``"uvloop"`` or ``"asyncio"``: the loop ``factory`` makes, for logs and reports."""
     return "asyncio" if factory is None else "uvloop"
+
+
+def running_loop_name() -> str:
+    """``"uvloop"`` or ``"asyncio"``: the loop this is called on."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"

@@ -29,7 +29,7 @@ from stent.backends import redact_url
 from stent.cli import common
 from stent.cli.common import CommandError
 from stent.errors import StentError
-from stent.loops import LOOPS, loop_factory, loop_name
+from stent.loops import LOOPS, loop_factory, running_loop_name
 from stent.worker.options import default_worker_id
 
 log = logging.getLogger("stent.cli")
@@ -142,7 +142,6 @@ def run(args: argparse.Namespace, storage_url: str | None) -> int:
     except StentError as exc:
         print(f"stent worker: {exc}", file=sys.stderr)
         return common.exit_code_of(exc)
-    args.loop_in_use = loop_name(factory)
     try:
         import_user_module(args.module)
     except CommandError as exc:
@@ -285,7 +284,7 @@ def _ready_line(args: argparse.Namespace, worker_id: str, storage_url: str | Non
     parts = [f"storage {redact_url(storage_url or '')}"]
     parts.append("queues " + (",".join(args.queues) if args.queues else "*"))
     parts.append(f"concurrency {args.max_concurrency}")
-    parts.append(f"loop {getattr(args, 'loop_in_use', 'asyncio')}")
+    parts.append(f"loop {running_loop_name()}")
     for server in servers:
         paths = ",".join(sorted(server.routes))
         parts.append(f"http://{server.host}:{server.port} {paths}")

@@ -6,15 +6,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from stent.clocks import cancels_its_timer, wake
 from stent.testing.sim.loop import SimLoop
 
 EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
 """Virtual time 0 as a wall-clock reading (before any worker's clock offset)."""
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class SimClock:
@@ -40,16 +36,14 @@ class SimClock:
         loop = self.loop
         future: asyncio.Future[None] = loop.create_future()
         if seconds <= 0:
-            loop.call_soon(_wake, future)
+            loop.call_soon(wake, future)
             return future
         when = loop.time() + seconds
         if _is_idle(self.idle_tasks):
-            handle = loop.call_idle_at(when, _wake, future)
+            handle = loop.call_idle_at(when, wake, future)
         else:
-            handle = loop.call_at(when, _wake, future)
-        # A sleep abandoned early (its waiter was cancelled) takes its timer off the heap.
-        future.add_done_callback(lambda f: handle.cancel() if f.cancelled() else None)
-        return future
+            handle = loop.call_at(when, wake, future)
+        return cancels_its_timer(future, handle)
 
 
 def _is_idle(idle_tasks: set[Any]) -> bool:
